@@ -1,0 +1,58 @@
+//! The `/status` document (shape fixed by SPEC.md "Details").
+
+use serde_json::{Value, json};
+
+use crate::snapshot::Snapshot;
+use crate::telemetry::access::rfc3339;
+
+pub fn status(snapshot: &Snapshot) -> Value {
+    let routes: Vec<Value> = snapshot
+        .router
+        .routes()
+        .iter()
+        .map(|route| {
+            let backends: Vec<Value> = route
+                .split
+                .backends()
+                .iter()
+                .map(|b| json!({ "name": &*b.name, "weight": b.weight, "effective_weight": b.weight }))
+                .collect();
+            json!({ "name": &*route.name, "backends": backends, "rollout": null })
+        })
+        .collect();
+    let services: Vec<Value> = snapshot
+        .services
+        .iter()
+        .map(|service| {
+            let regions: Vec<Value> = service
+                .regions
+                .iter()
+                .map(|region| {
+                    // No health checks yet: every endpoint counts as healthy.
+                    let endpoints: Vec<Value> = region
+                        .endpoints
+                        .iter()
+                        .map(|e| json!({ "address": e, "healthy": true, "ejected": false }))
+                        .collect();
+                    json!({
+                        "name": region.name,
+                        "healthy": region.endpoints.len(),
+                        "total": region.endpoints.len(),
+                        "endpoints": endpoints,
+                    })
+                })
+                .collect();
+            json!({
+                "name": service.name,
+                "active_region": service.regions.first().map(|r| r.name.as_str()),
+                "regions": regions,
+            })
+        })
+        .collect();
+    json!({
+        "generation": snapshot.generation,
+        "loaded_at": rfc3339(snapshot.loaded_at),
+        "routes": routes,
+        "services": services,
+    })
+}

@@ -1,0 +1,26 @@
+//! Which backend of a route serves a request: the weighted split.
+
+pub mod split;
+
+use std::sync::Arc;
+
+pub use split::Split;
+
+use crate::site::Site;
+use crate::telemetry::metrics::BackendMetrics;
+use crate::upstream::Service;
+
+/// One weighted target of a route.
+#[derive(Debug)]
+pub struct Backend {
+    pub name: Arc<str>,
+    pub weight: u32,
+    pub target: Target,
+    pub metrics: BackendMetrics,
+}
+
+#[derive(Debug)]
+pub enum Target {
+    Site(Arc<Site>),
+    Service(Arc<Service>),
+}

@@ -1,0 +1,208 @@
+//! The one bridge from the file's schema to the runtime `Snapshot`: sites,
+//! services, routes with their weighted backends, listeners with their
+//! certificates. Runs after `validate`, so references are known to exist.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::Document;
+use super::error::{ConfigError, Diagnostic};
+use super::schema::{self, AccessLogFormat};
+use super::validate::{resolve, route_name};
+use crate::balancer::{Backend, Split, Target};
+use crate::listener::{Spec as ListenerSpec, TlsSpec};
+use crate::router::{self, HostMatch, Router};
+use crate::site::Site;
+use crate::snapshot::{AccessLog, Limits, Snapshot};
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::{Region, Service};
+
+/// Builds the runtime snapshot. Fails only when the disk changed since
+/// validation (a root vanished, a certificate became unreadable).
+pub fn compile(
+    doc: &Document,
+    generation: u64,
+    metrics: &Metrics,
+) -> Result<Snapshot, ConfigError> {
+    let config = &doc.config;
+    let mut errors = Vec::new();
+    let problem = |path: String, message: String| Diagnostic {
+        file: doc.file.clone().unwrap_or_default(),
+        line: 0,
+        column: 0,
+        path,
+        message,
+    };
+
+    let mut sites = HashMap::new();
+    for (name, site) in &config.sites {
+        let root = resolve(&doc.base, &site.root);
+        match root.canonicalize() {
+            Ok(root) => {
+                sites.insert(
+                    name.as_str(),
+                    Arc::new(Site::new(name.clone(), root, site.spa)),
+                );
+            }
+            Err(e) => errors.push(problem(
+                format!("sites.{name}.root"),
+                format!("{}: {e}", root.display()),
+            )),
+        }
+    }
+    let services: HashMap<&str, Arc<Service>> = config
+        .services
+        .iter()
+        .map(|(name, service)| (name.as_str(), Arc::new(compile_service(name, service))))
+        .collect();
+
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for route in &config.routes {
+        let name: Arc<str> = route_name(route).into();
+        let backends = route
+            .backends
+            .iter()
+            .filter_map(|b| {
+                let target = match (&b.site, &b.service) {
+                    (Some(site), _) => Target::Site(sites.get(site.as_str())?.clone()),
+                    (_, Some(service)) => Target::Service(services.get(service.as_str())?.clone()),
+                    _ => return None,
+                };
+                let weight = u32::try_from(b.weight).unwrap_or(0);
+                Some(Backend {
+                    name: b.name().into(),
+                    weight,
+                    target,
+                    metrics: metrics.backend(&name, b.name(), weight),
+                })
+            })
+            .collect();
+        routes.push(router::Route {
+            name,
+            host: HostMatch::parse(route.host.as_deref()),
+            prefix: route.path.clone(),
+            strip_prefix: route.strip_prefix,
+            listeners: route
+                .listeners
+                .as_ref()
+                .map(|names| names.iter().map(|n| Arc::from(n.as_str())).collect()),
+            split: Split::new(backends),
+        });
+    }
+
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    for (i, listener) in config.listeners.iter().enumerate() {
+        let tls = match &listener.tls {
+            None => None,
+            Some(tls) => {
+                let mut certs = Vec::new();
+                for (j, pair) in tls.certs.iter().enumerate() {
+                    let (cert, key) = (
+                        resolve(&doc.base, &pair.cert),
+                        resolve(&doc.base, &pair.key),
+                    );
+                    match crate::tls::certs::load_pair(&cert, &key) {
+                        Ok(loaded) => certs.push(loaded),
+                        Err(e) => errors.push(problem(
+                            format!("listeners[{i}].tls.certs[{j}]"),
+                            e.to_string(),
+                        )),
+                    }
+                }
+                match crate::tls::server_config(certs.clone(), tls.min_version) {
+                    Ok(server_config) => Some(TlsSpec {
+                        certs,
+                        min_version: tls.min_version,
+                        hsts: tls.hsts.clone(),
+                        server_config,
+                    }),
+                    Err(e) => {
+                        errors.push(problem(format!("listeners[{i}].tls"), e.to_string()));
+                        None
+                    }
+                }
+            }
+        };
+        let https_port = listener.redirect_https.as_ref().and_then(|target| {
+            let target = config.listeners.iter().find(|l| &l.name == target)?;
+            target
+                .bind
+                .first()?
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|a| a.port())
+        });
+        listeners.push(Arc::new(ListenerSpec {
+            name: listener.name.as_str().into(),
+            binds: listener
+                .bind
+                .iter()
+                .filter_map(|b| b.parse().ok())
+                .collect(),
+            redirect_https: https_port,
+            http3: listener.http3,
+            tls,
+        }));
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
+    let limits = &config.limits;
+    let mut services: Vec<Arc<Service>> = services.into_values().collect();
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Snapshot {
+        generation,
+        services,
+        loaded_at: SystemTime::now(),
+        file: doc.file.clone(),
+        admin: config.admin.listen.parse().map_err(|_| {
+            ConfigError::Invalid(vec![problem("admin.listen".into(), "bad address".into())])
+        })?,
+        workers: config.runtime.workers,
+        listeners,
+        router: Router::new(routes),
+        limits: Limits {
+            header_read_timeout: limits.header_read_timeout.0,
+            idle_timeout: limits.idle_timeout.0,
+            max_header_bytes: usize::try_from(limits.max_header_bytes.0).unwrap_or(usize::MAX),
+            max_body_bytes: limits.max_body_bytes.0,
+            max_connections: limits.max_connections,
+            shutdown_grace: limits.shutdown_grace.0,
+        },
+        access_log: match config.access_log.format {
+            AccessLogFormat::Json => AccessLog::Json,
+            AccessLogFormat::Combined => AccessLog::Combined,
+            AccessLogFormat::Off => AccessLog::Off,
+        },
+        effective: effective_json(config),
+    })
+}
+
+fn compile_service(name: &str, service: &schema::Service) -> Service {
+    let regions = match (&service.endpoints, &service.regions) {
+        (Some(endpoints), _) => vec![Region {
+            name: "default".to_owned(),
+            endpoints: endpoints.clone(),
+        }],
+        (None, Some(regions)) => regions
+            .iter()
+            .map(|r| Region {
+                name: r.name.clone(),
+                endpoints: r.endpoints.clone(),
+            })
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    Service {
+        name: name.to_owned(),
+        regions,
+    }
+}
+
+/// The config as `/config` shows it. Certificates are listed by path; key
+/// material never enters the schema, so nothing secret can leak here.
+fn effective_json(config: &schema::Config) -> serde_json::Value {
+    serde_json::to_value(config).unwrap_or(serde_json::Value::Null)
+}

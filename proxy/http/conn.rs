@@ -1,0 +1,218 @@
+//! One client connection: HTTP/1.1 or HTTP/2 (chosen by the preface, so h2c
+//! prior knowledge works on plain TCP) through hyper-util, with the head
+//! deadline, head size limit, idle timeout and graceful drain.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::app::App;
+use crate::drain::Drain;
+use crate::snapshot::Limits;
+
+/// What a request needs to know about the connection it came on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub listener: Arc<str>,
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub state: ConnState,
+}
+
+/// Live counters of one connection, read by the idle watchdog.
+#[derive(Debug)]
+pub struct ConnState {
+    opened: Instant,
+    /// Milliseconds after `opened` of the last byte read or written.
+    last_activity: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            opened: Instant::now(),
+            last_activity: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last_activity.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_activity.load(Ordering::Relaxed));
+        self.opened.elapsed().saturating_sub(last)
+    }
+
+    pub fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn request_finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.touch();
+    }
+}
+
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<str>,
+    app: Arc<App>,
+    drain: Drain,
+) {
+    let snapshot = app.snapshot();
+    let limits = snapshot.limits.clone();
+    let tls = snapshot
+        .listener(&listener)
+        .and_then(|l| l.tls.as_ref())
+        .is_some();
+    drop(snapshot);
+    let info = Arc::new(ConnInfo {
+        listener,
+        peer,
+        tls,
+        state: ConnState::new(),
+    });
+    if tls {
+        if let Some(stream) =
+            crate::tls::accept(stream, &info, &app, limits.header_read_timeout).await
+        {
+            serve_io(stream, info, app, limits, drain).await;
+        }
+    } else {
+        serve_io(stream, info, app, limits, drain).await;
+    }
+}
+
+async fn serve_io<I>(io: I, info: Arc<ConnInfo>, app: Arc<App>, limits: Limits, drain: Drain)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(ActivityIo {
+        inner: io,
+        info: info.clone(),
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let service_info = info.clone();
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        let info = service_info.clone();
+        async move { Ok::<_, Infallible>(super::service::handle(req, info, &app).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+
+    let mut stop = drain.signal();
+    let mut closing = drain.is_draining();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    let check_every =
+        (limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut watchdog = tokio::time::interval(check_every);
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = watchdog.tick(), if !closing => {
+                let idle = info.state.in_flight.load(Ordering::Relaxed) == 0
+                    && info.state.idle_for() >= limits.idle_timeout;
+                if idle {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    drop(drain);
+}
+
+/// Marks the connection active on every byte moved.
+struct ActivityIo<I> {
+    inner: I,
+    info: Arc<ConnInfo>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for ActivityIo<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.info.state.touch();
+        }
+        result
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for ActivityIo<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.info.state.touch();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.info.state.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

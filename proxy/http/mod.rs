@@ -1,0 +1,9 @@
+//! HTTP: serving a connection (`conn`), answering a request (`service`),
+//! the one place errors become status codes (`error`), and the body wrapper
+//! that records metrics and the access log when a response ends (`observe`).
+
+pub mod body;
+pub mod conn;
+pub mod error;
+pub mod observe;
+pub mod service;

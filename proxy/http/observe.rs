@@ -1,0 +1,132 @@
+//! Wraps a response body so that, when it ends (or the client goes away),
+//! the request is counted in metrics and written to the access log with the
+//! bytes actually sent and the full duration.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+
+use super::body::Body;
+use super::conn::ConnInfo;
+use crate::router::Route;
+use crate::telemetry::access::Entry;
+
+/// Access-log fields captured from the request, only when the log is on.
+#[derive(Debug)]
+pub struct LogFields {
+    pub combined: bool,
+    pub method: http::Method,
+    pub host: String,
+    pub path: String,
+    pub protocol: &'static str,
+    pub request_id: String,
+    pub user_agent: String,
+    pub referer: String,
+}
+
+/// Everything needed to record a request once its response is done.
+#[derive(Debug)]
+pub struct Finish {
+    pub started: Instant,
+    pub status: u16,
+    pub conn: Arc<ConnInfo>,
+    /// The route and the index of the backend that answered, if any.
+    pub route: Option<(Arc<Route>, usize)>,
+    pub log: Option<Box<LogFields>>,
+}
+
+impl Finish {
+    fn record(self, bytes: u64) {
+        let elapsed = self.started.elapsed();
+        let backend = self
+            .route
+            .as_ref()
+            .and_then(|(route, i)| route.split.backends().get(*i));
+        if let Some(backend) = backend {
+            backend.metrics.observe(self.status, elapsed.as_secs_f64());
+        }
+        self.conn.state.request_finished();
+        let Some(log) = self.log else { return };
+        Entry {
+            client_ip: Some(self.conn.peer.ip()),
+            method: log.method.as_str(),
+            host: &log.host,
+            path: &log.path,
+            protocol: log.protocol,
+            status: self.status,
+            bytes,
+            duration: elapsed,
+            route: self.route.as_ref().map_or("", |(r, _)| &r.name),
+            backend: backend.map_or("", |b| &b.name),
+            region: "",
+            endpoint: "",
+            upstream_status: None,
+            request_id: &log.request_id,
+            user_agent: &log.user_agent,
+            referer: &log.referer,
+        }
+        .emit(log.combined);
+    }
+}
+
+pub struct Observed {
+    inner: Body,
+    sent: u64,
+    finish: Option<Finish>,
+}
+
+impl Observed {
+    pub fn new(inner: Body, finish: Finish) -> Observed {
+        Observed {
+            inner,
+            sent: 0,
+            finish: Some(finish),
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some(finish) = self.finish.take() {
+            finish.record(self.sent);
+        }
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+impl HttpBody for Observed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.done(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

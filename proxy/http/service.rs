@@ -1,0 +1,143 @@
+//! Answering one request: load the snapshot once, apply the limits, redirect
+//! or route, pick a backend, let the site (or, later, the upstream) answer,
+//! and wrap the response so it is measured when it ends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::body::Body;
+use super::conn::ConnInfo;
+use super::error::Reject;
+use super::observe::{Finish, LogFields, Observed};
+use crate::app::App;
+use crate::balancer::Target;
+use crate::router::{self, Route};
+use crate::snapshot::{AccessLog, Snapshot};
+
+const REQUEST_ID: &str = "x-request-id";
+
+pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) -> Response<Body> {
+    let started = Instant::now();
+    conn.state.request_started();
+    let snapshot = app.snapshot();
+    let request_id = request_id(req.headers());
+    let host = request_host(&req);
+    let log = (snapshot.access_log != AccessLog::Off).then(|| {
+        Box::new(LogFields {
+            combined: snapshot.access_log == AccessLog::Combined,
+            method: req.method().clone(),
+            host: host.clone().unwrap_or_default(),
+            path: req.uri().path().to_owned(),
+            protocol: protocol(req.version()),
+            request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+            user_agent: header_text(req.headers(), header::USER_AGENT),
+            referer: header_text(req.headers(), header::REFERER),
+        })
+    });
+
+    let (mut response, route) = dispatch(req, &conn, &snapshot, host.as_deref()).await;
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    let finish = Finish {
+        started,
+        status: response.status().as_u16(),
+        conn,
+        route,
+        log,
+    };
+    response.map(|body| Observed::new(body, finish).boxed())
+}
+
+async fn dispatch(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    snapshot: &Snapshot,
+    host: Option<&str>,
+) -> (Response<Body>, Option<(Arc<Route>, usize)>) {
+    let too_large = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|len| len > snapshot.limits.max_body_bytes);
+    if too_large {
+        return (Reject::BodyTooLarge.response(), None);
+    }
+    let listener = snapshot.listener(&conn.listener);
+    if let Some(port) = listener.and_then(|l| l.redirect_https)
+        && !req.uri().path().starts_with("/.well-known/acme-challenge/")
+    {
+        return (crate::listener::redirect::to_https(&req, host, port), None);
+    }
+    let path = req.uri().path();
+    let Some(route) = snapshot
+        .router
+        .find(&conn.listener, host.unwrap_or(""), path)
+    else {
+        return (Reject::NoRoute.response(), None);
+    };
+    let Some(backend) = route.split.pick() else {
+        return (
+            Reject::NoBackend.response(),
+            Some((route.clone(), usize::MAX)),
+        );
+    };
+    let index = route
+        .split
+        .backends()
+        .iter()
+        .position(|b| std::ptr::eq(b, backend))
+        .unwrap_or(usize::MAX);
+    let response = match &backend.target {
+        Target::Site(site) => {
+            let path = if route.strip_prefix {
+                router::path::strip(&route.prefix, path)
+            } else {
+                path.into()
+            };
+            crate::site::serve(site, req.method(), &path, req.headers()).await
+        }
+        Target::Service(_) => Reject::NotImplemented.response(),
+    };
+    (response, Some((route.clone(), index)))
+}
+
+/// `X-Request-Id` from the client when it is sane, else a new random one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(REQUEST_ID)
+        && !id.is_empty()
+        && id.len() <= 128
+        && id.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return id.clone();
+    }
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// The host the client asked for: the URI authority (HTTP/2, absolute
+/// form) or the Host header, lowercased and without port.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().authority() {
+        Some(authority) => authority.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    router::host::normalize(raw)
+}
+
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_2 => "h2",
+        Version::HTTP_3 => "h3",
+        _ => "h1",
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> String {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}

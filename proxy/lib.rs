@@ -1,0 +1,58 @@
+//! weir: an edge reverse proxy and traffic router.
+//!
+//! # The life of a request
+//!
+//! 1. **Listener** (`listener`): every `[[listeners]]` address is bound at
+//!    start; `accept_loop` takes a `max_connections` permit per connection
+//!    and hands the socket to `http::conn`.
+//! 2. **TLS** (`tls`): on a TLS listener the handshake runs under
+//!    `header_read_timeout`; the certificate is picked by SNI (`tls::sni`).
+//! 3. **HTTP** (`http::conn`): hyper-util serves HTTP/1.1 or HTTP/2 (h2c
+//!    prior knowledge works on plain TCP) with the head deadline, the head
+//!    size limit (431), the idle timeout and the graceful drain.
+//! 4. **Service** (`http::service`): loads the current `Snapshot` once (the
+//!    request uses that one value to its end), takes or makes
+//!    `X-Request-Id`, refuses oversized bodies (413), answers
+//!    `redirect_https` listeners with a 308 (`listener::redirect`).
+//! 5. **Router** (`router`): most specific host (exact, then longest
+//!    `*.suffix`, then any), then the longest path prefix on a segment
+//!    boundary, among routes open to this listener. No match: 404.
+//! 6. **Balancer** (`balancer`): the route's weighted `Split` picks a backend.
+//! 7. **Site** (`site`) answers from files under its root, or **upstream**
+//!    (`upstream`) proxies to a service (not built yet: 503
+//!    `not-implemented`). Refusals become responses in one place,
+//!    `http::error`.
+//! 8. **Observe** (`http::observe`): the response body is wrapped; when it
+//!    ends, metrics are counted and one access-log line is written
+//!    (`telemetry::access`).
+//!
+//! Beside the path: `config` reads a file (TOML or YAML), validates all of
+//! it and compiles it into a `Snapshot`; `app` holds the `ArcSwap` that
+//! publishes it and runs the server; `admin` serves health, metrics, status,
+//! config and reload; `drain` coordinates shutdown.
+//!
+//! # Lexicon
+//!
+//! - **listener**: a named set of bind addresses, plain or TLS.
+//! - **route**: host + path prefix (+ listener filter) -> weighted backends.
+//! - **backend**: one weighted target of a route: a site or a service.
+//! - **site**: a directory of static files served with web-app defaults.
+//! - **service**: an upstream application, made of regions.
+//! - **region**: an ordered group of endpoints (failover goes region by region).
+//! - **endpoint**: one `IP:PORT` of a service (a DNS name gives several).
+//! - **snapshot**: the compiled, immutable runtime form of one config generation.
+//! - **rollout**: a progressive shift of weight from one backend to another.
+
+pub mod admin;
+pub mod app;
+pub mod balancer;
+pub mod config;
+pub mod drain;
+pub mod http;
+pub mod listener;
+pub mod router;
+pub mod site;
+pub mod snapshot;
+pub mod telemetry;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,103 @@
+//! Listeners: bind every address of a `[[listeners]]` entry, accept
+//! connections within `max_connections`, and hand each to `http::conn`.
+
+pub mod redirect;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
+
+use crate::app::App;
+use crate::config::schema::TlsVersion;
+use crate::drain::Drain;
+
+/// A compiled `[[listeners]]` entry.
+#[derive(Debug)]
+pub struct Spec {
+    pub name: Arc<str>,
+    pub binds: Vec<SocketAddr>,
+    /// Port of the TLS listener to 308-redirect to, when `redirect_https` is set.
+    pub redirect_https: Option<u16>,
+    pub http3: bool,
+    pub tls: Option<TlsSpec>,
+}
+
+#[derive(Debug)]
+pub struct TlsSpec {
+    /// The first one is the default for unknown or missing SNI.
+    pub certs: Vec<Arc<CertifiedKey>>,
+    pub min_version: TlsVersion,
+    pub hsts: Option<String>,
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind listener {listener:?} to {addr}: {source}")]
+pub struct BindError {
+    pub listener: String,
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Binds one address with SO_REUSEADDR and a deep accept backlog.
+pub fn bind(listener: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+    let error = |source| BindError {
+        listener: listener.to_owned(),
+        addr,
+        source,
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(error)?;
+    socket.set_reuseaddr(true).map_err(error)?;
+    socket.set_nodelay(true).map_err(error)?;
+    socket.bind(addr).map_err(error)?;
+    socket.listen(4096).map_err(error)
+}
+
+/// Accepts until the drain starts, each connection holding one permit of
+/// the process-wide `max_connections`.
+pub async fn accept_loop(
+    listener: TcpListener,
+    name: Arc<str>,
+    app: Arc<App>,
+    permits: Arc<Semaphore>,
+    drain: Drain,
+) {
+    let mut stop = drain.signal();
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listener = &*name, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let name = name.clone();
+        let drain = drain.clone();
+        tokio::spawn(async move {
+            crate::http::conn::serve(stream, peer, name, app, drain).await;
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,234 @@
+//! The `weir` command line: run, check, serve, version. Exit codes: 0 ok,
+//! 1 bad config or usage, 2 runtime failure.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use weir::app::Server;
+use weir::config::{self, ConfigError, Document};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Edge reverse proxy and traffic router"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (TOML or YAML); default ./weir.toml, else the embedded default.
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run with a config file (the default command).
+    Run,
+    /// Validate a config file and print every problem.
+    Check,
+    /// Serve a directory as a static site with PWA-safe defaults.
+    Serve {
+        /// Directory to serve (default: the current one).
+        dir: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Serve HTTPS with an in-memory self-signed certificate.
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Print the version.
+    Version,
+}
+
+const USAGE_ERROR: u8 = 1;
+const RUNTIME_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage {
+                ExitCode::from(USAGE_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Version => {
+            println!("weir {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Check => check(cli.config.as_deref()),
+        Command::Run => match run_document(cli.config.as_deref()) {
+            Ok(doc) => run(doc),
+            Err(e) => config_failed(&e),
+        },
+        Command::Serve { dir, listen, tls } => {
+            if tls {
+                eprintln!("weir: serve --tls is not available yet");
+                return ExitCode::from(USAGE_ERROR);
+            }
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            match serve_document(&dir, &listen) {
+                Ok(doc) => run(doc),
+                Err(e) => config_failed(&e),
+            }
+        }
+    }
+}
+
+fn check(file: Option<&Path>) -> ExitCode {
+    let Some(file) = file else {
+        eprintln!("weir check: missing -c FILE");
+        return ExitCode::from(USAGE_ERROR);
+    };
+    match config::load(file) {
+        Ok(doc) => {
+            let c = &doc.config;
+            println!(
+                "{}: ok ({} listeners, {} routes, {} sites, {} services)",
+                file.display(),
+                c.listeners.len(),
+                c.routes.len(),
+                c.sites.len(),
+                c.services.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => config_failed(&e),
+    }
+}
+
+fn config_failed(e: &ConfigError) -> ExitCode {
+    for line in e.lines() {
+        eprintln!("{line}");
+    }
+    if let ConfigError::Invalid(all) = e {
+        eprintln!(
+            "{} error{} found",
+            all.len(),
+            if all.len() == 1 { "" } else { "s" }
+        );
+    }
+    ExitCode::from(USAGE_ERROR)
+}
+
+/// `-c FILE`, else `./weir.toml` when present, else the embedded default.
+fn run_document(file: Option<&Path>) -> Result<Document, ConfigError> {
+    match file {
+        Some(file) => config::load(file),
+        None if Path::new("weir.toml").is_file() => config::load(Path::new("weir.toml")),
+        None => config::embedded_default(),
+    }
+}
+
+/// `weir serve`: one listener, one site with SPA fallback, admin on an
+/// ephemeral port so several can run side by side.
+fn serve_document(dir: &Path, listen: &str) -> Result<Document, ConfigError> {
+    let text = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [[listeners]]\nname = \"serve\"\nbind = [{listen}]\n\
+         [[routes]]\npath = \"/\"\nbackends = [{{ site = \"serve\" }}]\n\
+         [sites.serve]\nroot = {root}\nspa = true\nprecompressed = [\"br\", \"zstd\", \"gzip\"]\n",
+        listen = toml_string(listen),
+        root = toml_string(&dir.to_string_lossy()),
+    );
+    config::load_str(
+        &text,
+        Path::new("<serve>"),
+        config::Format::Toml,
+        PathBuf::from("."),
+    )
+}
+
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+fn run(doc: Document) -> ExitCode {
+    let _logs = weir::telemetry::logging::init();
+    let workers = doc
+        .config
+        .runtime
+        .workers
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("weir: cannot start the runtime: {e}");
+            return ExitCode::from(RUNTIME_ERROR);
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::bind(&doc).await {
+            Ok(server) => server,
+            Err(e) => {
+                eprintln!("weir: {e}");
+                return ExitCode::from(match e {
+                    weir::app::StartError::Config(_) => USAGE_ERROR,
+                    _ => RUNTIME_ERROR,
+                });
+            }
+        };
+        announce(&server, &doc);
+        let app = server.app().clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let _ = app.reload().await;
+            }
+        });
+        // Requests still open when the grace ends were logged by `run`;
+        // the shutdown itself was orderly.
+        server.run(terminated()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Prints where weir listens: one line per listener, then admin.
+fn announce(server: &Server, doc: &Document) {
+    for listener in &doc.config.listeners {
+        let scheme = if listener.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        for addr in server.local_addrs(&listener.name) {
+            println!("weir: listener {} on {scheme}://{addr}/", listener.name);
+        }
+    }
+    if let Some(admin) = server.admin_addr() {
+        println!("weir: admin on http://{admin}/ (dashboard), http://{admin}/metrics");
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,53 @@
+//! The runtime view of one config generation. Built once by
+//! `config::compile`, published through one `ArcSwap`, read by every request
+//! from start to end.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::listener::Spec as ListenerSpec;
+use crate::router::Router;
+use crate::upstream::Service;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub loaded_at: SystemTime,
+    /// The config file this came from; reloads read it again.
+    pub file: Option<PathBuf>,
+    pub admin: SocketAddr,
+    pub workers: Option<usize>,
+    pub listeners: Vec<Arc<ListenerSpec>>,
+    pub router: Router,
+    /// Every service, sorted by name (the routes hold their own references).
+    pub services: Vec<Arc<Service>>,
+    pub limits: Limits,
+    pub access_log: AccessLog,
+    /// The effective config as JSON for `/config` (paths, never key material).
+    pub effective: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    Json,
+    Combined,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: u64,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Snapshot {
+    pub fn listener(&self, name: &str) -> Option<&Arc<ListenerSpec>> {
+        self.listeners.iter().find(|l| &*l.name == name)
+    }
+}

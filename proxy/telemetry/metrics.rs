@@ -1,0 +1,166 @@
+//! Every metric weir exports, named in one place. The families live in a
+//! `Metrics` value built from a registry that is passed in; the request path
+//! holds pre-resolved handles (`BackendMetrics`) so it never builds labels.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub backend: String,
+    pub code_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub route: String,
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    pub listener: String,
+    pub protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+type HistogramFamily = Family<BackendLabels, Histogram, fn() -> Histogram>;
+
+/// Request duration buckets, 1 ms .. ~16 s.
+fn duration_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 15,
+    ))
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily,
+    backend_weight: Family<BackendLabels, Gauge>,
+    open_connections: Family<ConnectionLabels, Gauge>,
+    config_reloads: Family<ResultLabels, Counter>,
+}
+
+const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let metrics = Metrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+            backend_weight: Family::default(),
+            open_connections: Family::default(),
+            config_reloads: Family::default(),
+        };
+        registry.register(
+            "requests",
+            "Requests by route, backend and status class",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Request duration, head received to body sent",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "backend_weight",
+            "Effective weight of each backend of a route",
+            metrics.backend_weight.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Open client connections by listener and protocol",
+            metrics.open_connections.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads by result",
+            metrics.config_reloads.clone(),
+        );
+        metrics
+    }
+
+    /// Handles for one backend of one route, resolved once per snapshot.
+    pub fn backend(&self, route: &str, backend: &str, weight: u32) -> BackendMetrics {
+        let labels = BackendLabels {
+            route: route.to_owned(),
+            backend: backend.to_owned(),
+        };
+        self.backend_weight
+            .get_or_create(&labels)
+            .set(i64::from(weight));
+        BackendMetrics {
+            requests: CODE_CLASSES.map(|code_class| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        route: route.to_owned(),
+                        backend: backend.to_owned(),
+                        code_class,
+                    })
+                    .clone()
+            }),
+            duration: self.duration.get_or_create(&labels).clone(),
+        }
+    }
+
+    pub fn connections(&self, listener: &str, protocol: &'static str) -> Gauge {
+        self.open_connections
+            .get_or_create(&ConnectionLabels {
+                listener: listener.to_owned(),
+                protocol,
+            })
+            .clone()
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.config_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+}
+
+/// Pre-resolved metric handles of one route/backend pair.
+#[derive(Debug, Clone)]
+pub struct BackendMetrics {
+    requests: [Counter; 5],
+    duration: Histogram,
+}
+
+impl BackendMetrics {
+    pub fn observe(&self, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests[class].inc();
+        self.duration.observe(seconds);
+    }
+}
+
+impl Default for BackendMetrics {
+    /// Handles registered nowhere, for tests and unrouted requests.
+    fn default() -> Self {
+        BackendMetrics {
+            requests: Default::default(),
+            duration: duration_histogram(),
+        }
+    }
+}
+
+/// Renders the registry in the OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Encoding into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
