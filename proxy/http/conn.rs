@@ -5,14 +5,15 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -27,6 +28,28 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
     pub state: ConnState,
+    /// `weir_open_connections` for this connection's protocol, counted at
+    /// its first request (h1 and h2 are told apart by the preface).
+    open: OnceLock<Gauge>,
+}
+
+impl ConnInfo {
+    pub fn count_open(&self, protocol: &'static str, app: &App) {
+        if self.open.get().is_none() {
+            let gauge = app.metrics.connections(&self.listener, protocol);
+            if self.open.set(gauge.clone()).is_ok() {
+                gauge.inc();
+            }
+        }
+    }
+}
+
+impl Drop for ConnInfo {
+    fn drop(&mut self) {
+        if let Some(gauge) = self.open.get() {
+            gauge.dec();
+        }
+    }
 }
 
 /// Live counters of one connection, read by the idle watchdog.
@@ -86,6 +109,7 @@ pub async fn serve(
         peer,
         tls,
         state: ConnState::new(),
+        open: OnceLock::new(),
     });
     if tls {
         if let Some(stream) =

@@ -23,6 +23,7 @@ const REQUEST_ID: &str = "x-request-id";
 pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) -> Response<Body> {
     let started = Instant::now();
     conn.state.request_started();
+    conn.count_open(protocol(req.version()), app);
     let snapshot = app.snapshot();
     let request_id = request_id(req.headers());
     let host = request_host(&req);

@@ -1,0 +1,206 @@
+//! SPEC "Details": limits on the request head, body, slow clients, idle
+//! connections and connection count, checked on raw sockets.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{config, get, raw, weir};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+fn site_config(limits: &str) -> String {
+    config(&format!(
+        "[limits]\n{limits}\n\n[[routes]]\npath = \"/\"\nbackends = [{{ site = \"www\" }}]\n\n[sites.www]\nroot = \"www\"\n"
+    ))
+}
+
+async fn start(limits: &str) -> support::Weir {
+    weir()
+        .file("www/index.html", "hello\n")
+        .start(&site_config(limits))
+        .await
+}
+
+#[tokio::test]
+async fn oversized_head_gets_431_and_others_still_served() {
+    let w = start("max_header_bytes = \"8KiB\"").await;
+    let big = "x".repeat(16 * 1024);
+    let req = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n");
+    let (reply, closed) = raw(w.addr("web"), req.as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "got {reply:?}");
+    assert!(closed, "connection closed after 431");
+    assert_eq!(get(w.addr("web"), "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn head_within_limit_is_served() {
+    let w = start("max_header_bytes = \"16KiB\"").await;
+    let header = "y".repeat(6 * 1024);
+    let req = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Ok: {header}\r\nConnection: close\r\n\r\n");
+    let (reply, _) = raw(w.addr("web"), req.as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "got {reply:?}");
+}
+
+#[tokio::test]
+async fn oversized_body_gets_413() {
+    let w = start("max_body_bytes = \"1KiB\"").await;
+    let req = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2048\r\n\r\n";
+    let (reply, closed) = raw(w.addr("web"), req.as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "got {reply:?}");
+    assert!(
+        reply
+            .to_ascii_lowercase()
+            .contains("weir-error: body-too-large"),
+        "got {reply:?}"
+    );
+    assert!(
+        closed,
+        "connection closed rather than reading a body we refused"
+    );
+    // A body within the limit is not refused for its size.
+    let req = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd";
+    let (reply, _) = raw(w.addr("web"), req.as_bytes(), Duration::from_secs(5)).await;
+    assert!(
+        reply.starts_with("HTTP/1.1 405"),
+        "site answers 405 to POST, got {reply:?}"
+    );
+}
+
+#[tokio::test]
+async fn slowloris_head_is_cut_at_header_read_timeout() {
+    let w = start("header_read_timeout = \"1s\"").await;
+    let mut slow = TcpStream::connect(w.addr("web")).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // Keep trickling header lines: the deadline is for the whole head.
+    let deadline = started + Duration::from_secs(8);
+    let mut closed = false;
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if slow.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match slow.try_read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(closed, "slow head was not cut");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "cut too early"
+    );
+    assert_eq!(
+        get(w.addr("web"), "/").await.status,
+        200,
+        "server still serves others"
+    );
+}
+
+#[tokio::test]
+async fn malformed_request_lines_get_400_and_close() {
+    let w = start("").await;
+    for garbage in [
+        "GARBAGE\r\n\r\n",
+        "GET / HTTP/9.9\r\nHost: a\r\n\r\n",
+        "GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        "\x16\x03\x01\x00\x05hello",
+    ] {
+        let (reply, closed) = raw(w.addr("web"), garbage.as_bytes(), Duration::from_secs(5)).await;
+        assert!(
+            reply.is_empty() || reply.starts_with("HTTP/1.1 400"),
+            "{garbage:?} got {reply:?}"
+        );
+        assert!(closed, "{garbage:?} left the connection open");
+    }
+    assert_eq!(
+        get(w.addr("web"), "/").await.status,
+        200,
+        "server still serves others"
+    );
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connection_is_closed() {
+    let w = start("idle_timeout = \"1s\"").await;
+    let mut stream = TcpStream::connect(w.addr("web")).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (reply, closed) = support::read_until_closed(&mut stream, Duration::from_secs(6)).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "got {reply:?}");
+    assert!(
+        closed,
+        "idle connection still open after 6s with idle_timeout 1s"
+    );
+}
+
+#[tokio::test]
+async fn idle_h2_connection_is_closed() {
+    let w = start("idle_timeout = \"1s\"").await;
+    let stream = TcpStream::connect(w.addr("web")).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let reply = sender
+        .send_request(support::request("GET", "/", &[]))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    drop(reply);
+    let ended = tokio::time::timeout(Duration::from_secs(6), conn).await;
+    assert!(ended.is_ok(), "h2 connection not closed after idling");
+}
+
+#[tokio::test]
+async fn max_connections_holds_extra_connections_back() {
+    let w = start("max_connections = 1").await;
+    let mut first = TcpStream::connect(w.addr("web")).await.unwrap();
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(
+        support::STEP,
+        tokio::io::AsyncReadExt::read(&mut first, &mut buf),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The second connection is not served while the first holds the only slot.
+    let second = tokio::spawn({
+        let addr = w.addr("web");
+        async move { get(addr, "/").await.status }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !second.is_finished(),
+        "second connection served beyond max_connections"
+    );
+    drop(first);
+    let status = tokio::time::timeout(support::STEP, second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200, "served once the slot was freed");
+}
