@@ -1,0 +1,179 @@
+//! TLS termination smoke tests: SNI picks the certificate by SAN (first is
+//! the default), ALPN chooses HTTP/2 or HTTP/1.1, clients verify against a
+//! CA made in the test (verification is never disabled).
+
+mod support;
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+struct Pki {
+    ca: CertificateDer<'static>,
+    /// (cert PEM, key PEM, leaf DER) per leaf.
+    leaves: Vec<(String, String, CertificateDer<'static>)>,
+}
+
+fn pki(leaf_names: &[&[&str]]) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(params, ca_key);
+    let leaves = leaf_names
+        .iter()
+        .map(|names| {
+            let key = KeyPair::generate().unwrap();
+            let params =
+                CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                    .unwrap();
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem(), cert.der().clone())
+        })
+        .collect();
+    Pki {
+        ca: ca_cert.der().clone(),
+        leaves,
+    }
+}
+
+fn connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(weir::tls::certs::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn start(pki: &Pki) -> support::Weir {
+    let mut builder = support::weir().file("www/index.html", "secure\n");
+    let mut certs = Vec::new();
+    for (i, (cert, key, _)) in pki.leaves.iter().enumerate() {
+        builder = builder
+            .file(&format!("c{i}.pem"), cert)
+            .file(&format!("k{i}.pem"), key);
+        certs.push(format!("{{ cert = \"c{i}.pem\", key = \"k{i}.pem\" }}"));
+    }
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"tls\"\nbind = [\"127.0.0.1:0\"]\n[listeners.tls]\ncerts = [{}]\n\n[access_log]\nformat = \"off\"\n\n[[routes]]\npath = \"/\"\nbackends = [{{ site = \"www\" }}]\n\n[sites.www]\nroot = \"www\"\n",
+        certs.join(", ")
+    );
+    builder.start(&config).await
+}
+
+/// Handshakes with `server_name`; returns the leaf the server presented and the ALPN.
+async fn handshake(
+    addr: std::net::SocketAddr,
+    connector: &TlsConnector,
+    server_name: &str,
+) -> (
+    tokio_rustls::client::TlsStream<TcpStream>,
+    CertificateDer<'static>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(server_name.to_owned()).unwrap();
+    let stream = tokio::time::timeout(support::STEP, connector.connect(name, tcp))
+        .await
+        .expect("handshake in time")
+        .expect("handshake verified");
+    let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+    (stream, leaf)
+}
+
+#[tokio::test]
+async fn sni_picks_the_certificate_by_san() {
+    let pki = pki(&[
+        &["localhost", "127.0.0.1"],
+        &["app.example.com"],
+        &["*.example.net"],
+    ]);
+    let w = start(&pki).await;
+    let c = connector(&pki.ca, &[b"http/1.1"]);
+    for (name, want) in [
+        ("localhost", 0),
+        ("app.example.com", 1),
+        ("x.example.net", 2),
+    ] {
+        let (_, leaf) = handshake(w.addr("tls"), &c, name).await;
+        assert_eq!(leaf, pki.leaves[want].2, "{name}");
+    }
+    // An IP address sends no SNI: the first certificate is the default
+    // (it carries the IP SAN, so the verifying client accepts it).
+    let (_, leaf) = handshake(w.addr("tls"), &c, "127.0.0.1").await;
+    assert_eq!(leaf, pki.leaves[0].2, "no SNI gets the first certificate");
+}
+
+#[tokio::test]
+async fn alpn_h2_and_http11_both_serve() {
+    let pki = pki(&[&["localhost"]]);
+    let w = start(&pki).await;
+
+    let (stream, _) = handshake(w.addr("tls"), &connector(&pki.ca, &[b"h2"]), "localhost").await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let reply = sender.send_request(req).await.unwrap();
+    assert_eq!(reply.version(), http::Version::HTTP_2);
+    assert_eq!(
+        reply.into_body().collect().await.unwrap().to_bytes(),
+        "secure\n"
+    );
+
+    let (stream, _) = handshake(
+        w.addr("tls"),
+        &connector(&pki.ca, &[b"http/1.1"]),
+        "localhost",
+    )
+    .await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/")
+        .header("host", "localhost")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let reply = sender.send_request(req).await.unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply.into_body().collect().await.unwrap().to_bytes(),
+        "secure\n"
+    );
+}
+
+#[tokio::test]
+async fn plaintext_on_the_tls_port_is_dropped_and_server_keeps_serving() {
+    let pki = pki(&[&["localhost"]]);
+    let w = start(&pki).await;
+    let (reply, closed) = support::raw(
+        w.addr("tls"),
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(closed, "plaintext connection left open");
+    assert!(!reply.contains("secure"), "served content over plaintext");
+    let (_, leaf) = handshake(
+        w.addr("tls"),
+        &connector(&pki.ca, &[b"http/1.1"]),
+        "localhost",
+    )
+    .await;
+    assert_eq!(leaf, pki.leaves[0].2);
+}
