@@ -310,3 +310,30 @@ backends = [{{ site = "a" }}]
     .await;
     assert_eq!((acme.status.as_u16(), acme.text().as_str()), (200, "proof"));
 }
+
+#[tokio::test]
+async fn head_has_get_headers_and_no_body() {
+    let routes = "[[routes]]\npath = \"/\"\nbackends = [{ site = \"a\" }]\n";
+    let w = sites()
+        .start(&config(&format!("{routes}\n{}", site_tables())))
+        .await;
+    for path in ["/id.txt", "/missing"] {
+        let get = send(w.addr("web"), request("GET", path, &[])).await;
+        let head = send(w.addr("web"), request("HEAD", path, &[])).await;
+        assert_eq!(head.status, get.status, "{path}");
+        assert!(head.body.is_empty(), "{path}: HEAD has a body");
+        assert_eq!(
+            head.header("content-length"),
+            get.header("content-length"),
+            "{path}"
+        );
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{path}"
+        );
+    }
+    let post = send(w.addr("web"), request("DELETE", "/id.txt", &[])).await;
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+}

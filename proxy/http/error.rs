@@ -9,6 +9,14 @@ use super::body::{self, Body};
 pub enum Reject {
     /// No route matches host and path.
     NoRoute,
+    /// A site has no file at this path.
+    NotFound,
+    /// A path a site refuses to resolve (traversal, NUL, encoded slash).
+    BadPath,
+    /// Sites answer GET and HEAD only.
+    MethodNotAllowed,
+    /// A file could not be read; details go to the log, not the client.
+    Internal,
     /// Every backend of the route has weight 0.
     NoBackend,
     /// The route points at a service and proxying is not built yet.
@@ -22,7 +30,10 @@ pub enum Reject {
 impl Reject {
     pub fn status(self) -> StatusCode {
         match self {
-            Reject::NoRoute => StatusCode::NOT_FOUND,
+            Reject::NoRoute | Reject::NotFound => StatusCode::NOT_FOUND,
+            Reject::BadPath => StatusCode::BAD_REQUEST,
+            Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Reject::NoBackend | Reject::NotImplemented => StatusCode::SERVICE_UNAVAILABLE,
             Reject::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::BadRequest => StatusCode::BAD_REQUEST,
@@ -33,6 +44,10 @@ impl Reject {
     pub fn reason(self) -> &'static str {
         match self {
             Reject::NoRoute => "no-route",
+            Reject::NotFound => "not-found",
+            Reject::BadPath => "bad-path",
+            Reject::MethodNotAllowed => "method-not-allowed",
+            Reject::Internal => "io",
             Reject::NoBackend => "no-healthy-backend",
             Reject::NotImplemented => "not-implemented",
             Reject::BodyTooLarge => "body-too-large",
@@ -56,6 +71,7 @@ impl Reject {
                 .unwrap_or("error")
                 .to_ascii_lowercase()
         );
+        let len = text.len();
         let mut response = Response::new(body::full(text));
         *response.status_mut() = status;
         let headers = response.headers_mut();
@@ -63,7 +79,11 @@ impl Reject {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         headers.insert("weir-error", HeaderValue::from_static(self.reason()));
+        if self == Reject::MethodNotAllowed {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
         if let Some(seconds) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
         }

@@ -40,7 +40,12 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) -> R
         })
     });
 
+    let head = req.method() == http::Method::HEAD;
     let (mut response, route) = dispatch(req, &conn, &snapshot, host.as_deref()).await;
+    if head {
+        // Same headers as GET (Content-Length included), never a body.
+        *response.body_mut() = super::body::empty();
+    }
     response.headers_mut().insert(REQUEST_ID, request_id);
     let finish = Finish {
         started,

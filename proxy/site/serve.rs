@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -22,13 +22,11 @@ use super::Site;
 use super::mime;
 use super::resolve::{self, Located, ResolveError, SafePath};
 use crate::http::body::{self, Body};
+use crate::http::error::Reject;
 
 /// Files up to this size are read in one go; larger ones stream in chunks
 /// of this size, so a response holds at most about one chunk in memory.
 const CHUNK: usize = 64 * 1024;
-
-/// Names the reason of every error response (see SPEC, "Proxying").
-const WEIR_ERROR: HeaderName = HeaderName::from_static("weir-error");
 
 /// `httpdate` panics on times from the year 10000 on (1 Jan 10000, UTC).
 const YEAR_10000: u64 = 253_402_300_800;
@@ -129,12 +127,12 @@ pub async fn serve(
     let head = match *method {
         Method::GET => false,
         Method::HEAD => true,
-        _ => return method_not_allowed(),
+        _ => return Reject::MethodNotAllowed.response(),
     };
     match lookup(site, path, headers, head).await {
         Ok(Found::File(file)) => file_response(file, head),
-        Ok(Found::AddSlash(location)) => redirect(site, &location, head),
-        Err(err) => error_response(site, &err, head),
+        Ok(Found::AddSlash(location)) => redirect(site, &location),
+        Err(err) => error_response(site, &err),
     }
 }
 
@@ -231,11 +229,11 @@ fn file_response(opened: Opened, head: bool) -> Response<Body> {
 }
 
 /// A directory asked for without its slash. Permanent and method-keeping.
-fn redirect(site: &Site, location: &str, head: bool) -> Response<Body> {
+fn redirect(site: &Site, location: &str) -> Response<Body> {
     let Ok(location) = HeaderValue::from_str(location) else {
         // Cannot happen: resolve percent-encodes the Location.
         let err = ResolveError::BadPath("unencodable redirect");
-        return error_response(site, &err, head);
+        return error_response(site, &err);
     };
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
@@ -245,61 +243,21 @@ fn redirect(site: &Site, location: &str, head: bool) -> Response<Body> {
     response
 }
 
-/// The one place this module maps an error to a status.
-fn error_response(site: &Site, err: &ResolveError, head: bool) -> Response<Body> {
-    match err {
+/// Logs what the client must not see and names the refusal; the status
+/// itself comes from `http::error`.
+fn error_response(site: &Site, err: &ResolveError) -> Response<Body> {
+    let reject = match err {
         ResolveError::BadPath(why) => {
             tracing::debug!(site = %site.name, why, "bad static path");
-            text(StatusCode::BAD_REQUEST, "bad-path", "bad path\n", head)
+            Reject::BadPath
         }
-        ResolveError::NotFound => text(StatusCode::NOT_FOUND, "not-found", "not found\n", head),
+        ResolveError::NotFound => Reject::NotFound,
         ResolveError::Io { .. } => {
             tracing::warn!(site = %site.name, error = %err, "static file I/O error");
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "io",
-                "internal error\n",
-                head,
-            )
+            Reject::Internal
         }
-    }
-}
-
-fn method_not_allowed() -> Response<Body> {
-    let mut response = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "method not allowed\n",
-        false,
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-    response
-}
-
-/// A short plain-text error response naming its `reason` in `weir-error`.
-fn text(
-    status: StatusCode,
-    reason: &'static str,
-    message: &'static str,
-    head: bool,
-) -> Response<Body> {
-    let body = if head {
-        body::empty()
-    } else {
-        body::full(message)
     };
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(message.len()));
-    headers.insert(WEIR_ERROR, HeaderValue::from_static(reason));
-    response
+    reject.response()
 }
 
 /// Whether any `Accept` header mentions `text/html` (q-values ignored).
@@ -466,9 +424,10 @@ mod tests {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST);
         assert_eq!(header(&reply, "weir-error"), "bad-path");
 
+        // HEAD bodies are dropped by `http::service`, for every response.
         let reply = request(&site, Method::HEAD, "/.env", None).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND);
-        assert!(reply.body.is_empty());
+        assert_eq!(header(&reply, "content-length"), "10");
     }
 
     #[tokio::test]
