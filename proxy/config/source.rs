@@ -159,11 +159,22 @@ fn join_key(prefix: &str, key: &str) -> String {
     }
 }
 
-/// serde_path_to_error prints `?` for unknown segments and nothing for the
-/// root; we want `routes[1].backends[0]`.
+/// `routes[1].backends[0]`, cut before the first segment serde_path_to_error
+/// cannot name (it would print `?`, e.g. for a duplicate YAML key); empty
+/// for the root.
 fn display_path(path: &serde_path_to_error::Path) -> String {
-    let shown = path.to_string();
-    if shown == "." { String::new() } else { shown }
+    use serde_path_to_error::Segment;
+    let mut shown = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => shown.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                shown = join_key(&shown, key);
+            }
+            Segment::Unknown => break,
+        }
+    }
+    shown
 }
 
 fn yaml_options() -> serde_saphyr::Options {
@@ -178,26 +189,30 @@ fn parse_yaml(file: &Path, text: &str) -> Result<(Config, Locator), Diagnostic> 
         let place = e
             .location()
             .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
-        let message = e.without_snippet().to_string();
-        // serde-saphyr appends " at line L column C"; the diagnostic already says where.
+        // The user formatter, not Display: the developer one gives API advice
+        // ("use from_str_multiple", "set DuplicateKeyPolicy in Options").
+        let message = e
+            .without_snippet()
+            .render_with_formatter(&serde_saphyr::UserMessageFormatter);
+        // serde-saphyr appends " at line L, column C"; the diagnostic already says where.
         let message = match message.rfind(" at line ") {
-            Some(cut) => message[..cut].to_owned(),
-            None => message,
+            Some(cut) if e.location().is_some() => message[..cut].to_owned(),
+            _ => message,
         };
         diagnostic(file, place, path, message)
     };
+    // The error must leave the closure as an `Err`: on `Ok`, serde-saphyr goes
+    // on to check that the rest of the stream is empty, and the events left
+    // behind by a failed deserialization read as "multiple YAML documents".
+    let mut failed_at = String::new();
     let outcome =
         serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
-            Ok(serde_path_to_error::deserialize::<_, Config>(de))
+            serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+                failed_at = display_path(e.path());
+                e.into_inner()
+            })
         });
-    let config = match outcome {
-        Ok(Ok(config)) => config,
-        Ok(Err(e)) => {
-            let path = display_path(e.path());
-            return Err(yaml_error(e.inner(), path));
-        }
-        Err(e) => return Err(yaml_error(&e, String::new())),
-    };
+    let config = outcome.map_err(|e| yaml_error(&e, failed_at))?;
     let mut locator = Locator {
         file: file.to_owned(),
         places: HashMap::new(),

@@ -289,8 +289,10 @@ fn backends(check: &mut Check<'_>, config: &Config, route: &Route, at: &str) {
             );
         }
     }
+    // A negative weight has its own error; "all 0" would then be untrue.
     let total: i64 = route.backends.iter().map(|b| b.weight.max(0)).sum();
-    if !route.backends.is_empty() && total == 0 && route.rollout.is_none() {
+    let negative = route.backends.iter().any(|b| b.weight < 0);
+    if !route.backends.is_empty() && total == 0 && !negative && route.rollout.is_none() {
         check.error(
             format!("{at}.backends"),
             "all backend weights are 0: the route could never answer",
