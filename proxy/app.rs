@@ -149,6 +149,9 @@ impl Server {
                     addr: snapshot.admin,
                     source,
                 })?;
+        // Ready means "config loaded and listeners bound": connections that
+        // arrive before the accept loops start wait in the backlog.
+        app.ready.store(true, Ordering::Release);
         Ok(Server {
             app,
             listeners,
@@ -197,7 +200,6 @@ impl Server {
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(crate::admin::serve(admin, app.clone(), admin_stopped));
         drop(drain);
-        app.ready.store(true, Ordering::Release);
 
         shutdown.await;
         app.ready.store(false, Ordering::Release);

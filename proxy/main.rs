@@ -1,10 +1,12 @@
 //! The `weir` command line: run, check, serve, version. Exit codes: 0 ok,
 //! 1 bad config or usage, 2 runtime failure.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
 
 use weir::app::Server;
 use weir::config::{self, ConfigError, Document};
@@ -32,10 +34,11 @@ enum Command {
     /// Serve a directory as a static site with PWA-safe defaults.
     Serve {
         /// Directory to serve (default: the current one).
+        #[arg(value_parser = existing_dir)]
         dir: Option<PathBuf>,
         /// Address to listen on.
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-        listen: String,
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = listen_addr)]
+        listen: SocketAddr,
         /// Serve HTTPS with an in-memory self-signed certificate.
         #[arg(long)]
         tls: bool,
@@ -76,7 +79,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(USAGE_ERROR);
             }
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
-            match serve_document(&dir, &listen) {
+            match serve_document(&dir, listen) {
                 Ok(doc) => run(doc),
                 Err(e) => config_failed(&e),
             }
@@ -131,13 +134,13 @@ fn run_document(file: Option<&Path>) -> Result<Document, ConfigError> {
 
 /// `weir serve`: one listener, one site with SPA fallback, admin on an
 /// ephemeral port so several can run side by side.
-fn serve_document(dir: &Path, listen: &str) -> Result<Document, ConfigError> {
+fn serve_document(dir: &Path, listen: SocketAddr) -> Result<Document, ConfigError> {
     let text = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\n\
          [[listeners]]\nname = \"serve\"\nbind = [{listen}]\n\
          [[routes]]\npath = \"/\"\nbackends = [{{ site = \"serve\" }}]\n\
          [sites.serve]\nroot = {root}\nspa = true\nprecompressed = [\"br\", \"zstd\", \"gzip\"]\n",
-        listen = toml_string(listen),
+        listen = toml_string(&listen.to_string()),
         root = toml_string(&dir.to_string_lossy()),
     );
     config::load_str(
@@ -146,6 +149,23 @@ fn serve_document(dir: &Path, listen: &str) -> Result<Document, ConfigError> {
         config::Format::Toml,
         PathBuf::from("."),
     )
+}
+
+/// `weir serve DIR`: a problem with DIR is a usage error naming it, not a
+/// config error pointing into the generated config.
+fn existing_dir(arg: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(arg);
+    match std::fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() => Ok(dir),
+        Ok(_) => Err("not a directory".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--listen ADDR`: an IP address and port, as `bind` takes them.
+fn listen_addr(arg: &str) -> Result<SocketAddr, String> {
+    arg.parse()
+        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:8080 or [::]:8080".to_owned())
 }
 
 fn toml_string(s: &str) -> String {
@@ -182,12 +202,14 @@ fn run(doc: Document) -> ExitCode {
                 });
             }
         };
+        // Handlers go in before the URLs are printed: whoever reads them may
+        // signal at once, and an unhandled TERM or HUP would kill the process.
+        let shutdown = terminated();
+        let hup = signal(SignalKind::hangup());
         announce(&server, &doc);
         let app = server.app().clone();
         tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
+            let Ok(mut hup) = hup else {
                 return;
             };
             while hup.recv().await.is_some() {
@@ -196,7 +218,7 @@ fn run(doc: Document) -> ExitCode {
         });
         // Requests still open when the grace ends were logged by `run`;
         // the shutdown itself was orderly.
-        server.run(terminated()).await;
+        server.run(shutdown).await;
         ExitCode::SUCCESS
     })
 }
@@ -218,17 +240,19 @@ fn announce(server: &Server, doc: &Document) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn terminated() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// Resolves on SIGTERM or SIGINT. The handlers are installed by this call,
+/// not when the future is first polled, so a signal that arrives in between
+/// is kept rather than killing the process.
+fn terminated() -> impl Future<Output = ()> {
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let (Ok(mut term), Ok(mut int)) = (term, int) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
