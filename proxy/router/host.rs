@@ -22,12 +22,6 @@ impl HostMatch {
     }
 }
 
-/// `.example.com` matches `a.example.com` and `a.b.example.com`, never
-/// `example.com` itself.
-pub fn suffix_matches(suffix: &str, host: &str) -> bool {
-    host.len() > suffix.len() && host.ends_with(suffix)
-}
-
 /// The request's host, lowercased, without port or trailing dot. `None`
 /// when the value is not a plausible host.
 pub fn normalize(raw: &str) -> Option<String> {
@@ -60,12 +54,5 @@ mod tests {
         assert_eq!(normalize(""), None);
         assert_eq!(normalize("a b"), None);
         assert_eq!(normalize("[::1"), None);
-    }
-
-    #[test]
-    fn wildcard_needs_a_label() {
-        assert!(suffix_matches(".example.com", "a.example.com"));
-        assert!(!suffix_matches(".example.com", "example.com"));
-        assert!(!suffix_matches(".example.com", "badexample.com"));
     }
 }

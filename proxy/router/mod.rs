@@ -41,8 +41,8 @@ impl Route {
 pub struct Router {
     routes: Vec<Arc<Route>>,
     exact: HashMap<String, Vec<usize>>,
-    /// `(".example.com", routes)`, longest suffix first.
-    wildcard: Vec<(String, Vec<usize>)>,
+    /// `".example.com"` -> routes; looked up once per dot of the host.
+    wildcard: HashMap<String, Vec<usize>>,
     any: Vec<usize>,
 }
 
@@ -56,10 +56,7 @@ impl Router {
             match &route.host {
                 HostMatch::Any => router.any.push(i),
                 HostMatch::Exact(h) => router.exact.entry(h.clone()).or_default().push(i),
-                HostMatch::Suffix(s) => match router.wildcard.iter_mut().find(|(k, _)| k == s) {
-                    Some((_, bucket)) => bucket.push(i),
-                    None => router.wildcard.push((s.clone(), vec![i])),
-                },
+                HostMatch::Suffix(s) => router.wildcard.entry(s.clone()).or_default().push(i),
             }
         }
         let routes = &router.routes;
@@ -68,11 +65,8 @@ impl Router {
             bucket.sort_by_key(|&i| std::cmp::Reverse(routes[i].prefix.len()))
         };
         router.exact.values_mut().for_each(by_prefix);
-        router.wildcard.iter_mut().for_each(|(_, b)| by_prefix(b));
+        router.wildcard.values_mut().for_each(by_prefix);
         by_prefix(&mut router.any);
-        router
-            .wildcard
-            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         router
     }
 
@@ -92,11 +86,14 @@ impl Router {
         if let Some(found) = self.exact.get(host).and_then(|b| first(b)) {
             return Some(found);
         }
-        for (suffix, bucket) in &self.wildcard {
-            if host::suffix_matches(suffix, host)
-                && let Some(found) = first(bucket)
-            {
-                return Some(found);
+        if !self.wildcard.is_empty() {
+            // Longest suffix first: ".b.example.com" before ".example.com".
+            // The first label is never part of a suffix.
+            let dots = host.match_indices('.').map(|(i, _)| i).filter(|&i| i > 0);
+            for dot in dots {
+                if let Some(found) = self.wildcard.get(&host[dot..]).and_then(|b| first(b)) {
+                    return Some(found);
+                }
             }
         }
         first(&self.any)
@@ -136,6 +133,8 @@ mod tests {
             ("web", "a.eu.example.com", "/static/x", "deep-wild"),
             ("web", "a.eu.example.com", "/staticx", "wild"),
             ("web", "example.com", "/api/v1", "any-api"),
+            ("web", "badexample.com", "/", "any-root"),
+            ("web", ".example.com", "/", "any-root"),
             ("web", "elsewhere.org", "/apix", "any-root"),
         ];
         for (listener, host, path, want) in cases {
