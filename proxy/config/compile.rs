@@ -11,9 +11,11 @@ use super::error::{ConfigError, Diagnostic};
 use super::schema::{self, AccessLogFormat};
 use super::validate::{resolve, route_name};
 use crate::balancer::{Backend, Split, Target};
+use crate::http::compression::Coding;
 use crate::listener::{Spec as ListenerSpec, TlsSpec};
 use crate::router::{self, HostMatch, Router};
-use crate::site::Site;
+use crate::site::rules::Rules;
+use crate::site::{Site, netlify};
 use crate::snapshot::{AccessLog, Limits, Snapshot};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::{Region, Service};
@@ -39,12 +41,12 @@ pub fn compile(
     for (name, site) in &config.sites {
         let root = resolve(&doc.base, &site.root);
         match root.canonicalize() {
-            Ok(root) => {
-                sites.insert(
-                    name.as_str(),
-                    Arc::new(Site::new(name.clone(), root, site.spa)),
-                );
-            }
+            Ok(root) => match compile_site(name, site, root, config, &doc.base) {
+                Ok(built) => {
+                    sites.insert(name.as_str(), Arc::new(built));
+                }
+                Err(why) => errors.push(problem(format!("sites.{name}.headers"), why)),
+            },
             Err(e) => errors.push(problem(
                 format!("sites.{name}.root"),
                 format!("{}: {e}", root.display()),
@@ -178,6 +180,52 @@ pub fn compile(
         },
         effective: effective_json(config),
     })
+}
+
+fn compile_site(
+    name: &str,
+    site: &schema::Site,
+    root: std::path::PathBuf,
+    config: &schema::Config,
+    base: &std::path::Path,
+) -> Result<Site, String> {
+    let file_rules = match &site.headers_file {
+        None => Vec::new(),
+        Some(file) => match headers_file(base, &root, file) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                netlify::parse(&text).map_err(|errors| {
+                    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    format!("{}: {}", path.display(), lines.join("; "))
+                })?
+            }
+            None => Vec::new(),
+        },
+    };
+    let rules = Rules::compile(&site.headers, &file_rules).map_err(|e| e.join("; "))?;
+    let coding = |e: &schema::Encoding| Coding::from_config(*e);
+    let mut built = Site::new(name.to_owned(), root, site.spa);
+    built.precompressed = site.precompressed.iter().map(coding).collect();
+    built.compress = config.compression.algorithms.iter().map(coding).collect();
+    built.min_size = config.compression.min_size.0;
+    built.cross_origin_isolated = site.cross_origin_isolated;
+    built.immutable = site.immutable.clone();
+    built.rules = rules;
+    Ok(built)
+}
+
+/// Where a site's `headers_file` is: relative to the config file's
+/// directory, else (Netlify style) inside the site root; `None` when it
+/// does not exist yet (no rules until it does).
+pub fn headers_file(
+    base: &std::path::Path,
+    root: &std::path::Path,
+    file: &std::path::Path,
+) -> Option<std::path::PathBuf> {
+    [resolve(base, file), resolve(root, file)]
+        .into_iter()
+        .find(|candidate| candidate.is_file())
 }
 
 fn compile_service(name: &str, service: &schema::Service) -> Service {

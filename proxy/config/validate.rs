@@ -408,6 +408,26 @@ fn sites(check: &mut Check<'_>, config: &Config) {
                 format!("site root {}: {e}", root.display()),
             ),
         }
+        if let Some(file) = &site.headers_file
+            && let Some(path) = super::compile::headers_file(check.base, &root, file)
+        {
+            match std::fs::read_to_string(&path) {
+                Err(e) => check.error(
+                    format!("{at}.headers_file"),
+                    format!("{}: {e}", path.display()),
+                ),
+                Ok(text) => {
+                    if let Err(errors) = crate::site::netlify::parse(&text) {
+                        for e in errors {
+                            check.error(
+                                format!("{at}.headers_file"),
+                                format!("{}: {e}", path.display()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
         for (j, rule) in site.headers.iter().enumerate() {
             let here = format!("{at}.headers[{j}]");
             if !rule.path.starts_with('/') {

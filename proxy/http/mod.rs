@@ -3,6 +3,7 @@
 //! that records metrics and the access log when a response ends (`observe`).
 
 pub mod body;
+pub mod compression;
 pub mod conn;
 pub mod error;
 pub mod observe;

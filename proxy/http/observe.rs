@@ -37,6 +37,8 @@ pub struct Finish {
     /// The route and the index of the backend that answered, if any.
     pub route: Option<(Arc<Route>, usize)>,
     pub log: Option<Box<LogFields>>,
+    /// `weir_response_bytes_total` of this response's encoding.
+    pub bytes_sent: prometheus_client::metrics::counter::Counter,
 }
 
 impl Finish {
@@ -49,6 +51,7 @@ impl Finish {
         if let Some(backend) = backend {
             backend.metrics.observe(self.status, elapsed.as_secs_f64());
         }
+        self.bytes_sent.inc_by(bytes);
         self.conn.state.request_finished();
         let Some(log) = self.log else { return };
         Entry {

@@ -47,7 +47,12 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) -> R
         *response.body_mut() = super::body::empty();
     }
     response.headers_mut().insert(REQUEST_ID, request_id);
+    let encoding = response
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.as_bytes());
     let finish = Finish {
+        bytes_sent: app.metrics.bytes_sent(encoding),
         started,
         status: response.status().as_u16(),
         conn,

@@ -32,7 +32,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// A request path that passed [`sanitize`]: decoded, non-empty segments,
 /// none of them `.`/`..`, hidden, or carrying a separator.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SafePath {
     segments: Vec<String>,
     trailing_slash: bool,
@@ -99,6 +99,21 @@ impl SafePath {
 
     /// Whether the last segment looks like a file name (`app.js`), as
     /// opposed to a client-side route (`/settings/profile`).
+    /// The decoded path as the URL names it (`/assets/app.js`, `/docs/`),
+    /// what header rules are matched against.
+    pub fn url_path(&self) -> String {
+        let mut path =
+            String::with_capacity(1 + self.segments.iter().map(|s| s.len() + 1).sum::<usize>());
+        for segment in &self.segments {
+            path.push('/');
+            path.push_str(segment);
+        }
+        if path.is_empty() || self.trailing_slash {
+            path.push('/');
+        }
+        path
+    }
+
     pub fn has_extension(&self) -> bool {
         self.segments
             .last()

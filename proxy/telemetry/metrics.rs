@@ -29,6 +29,11 @@ pub struct ConnectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EncodingLabels {
+    pub encoding: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -49,7 +54,12 @@ pub struct Metrics {
     backend_weight: Family<BackendLabels, Gauge>,
     open_connections: Family<ConnectionLabels, Gauge>,
     config_reloads: Family<ResultLabels, Counter>,
+    /// `weir_response_bytes_total` per encoding, in `ENCODINGS` order.
+    response_bytes: [Counter; 4],
 }
+
+/// Content encodings counted by `weir_response_bytes_total`.
+pub const ENCODINGS: [&str; 4] = ["identity", "br", "zstd", "gzip"];
 
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -61,7 +71,19 @@ impl Metrics {
             backend_weight: Family::default(),
             open_connections: Family::default(),
             config_reloads: Family::default(),
+            response_bytes: Default::default(),
         };
+        let bytes: Family<EncodingLabels, Counter> = Family::default();
+        let metrics = Metrics {
+            response_bytes: ENCODINGS
+                .map(|encoding| bytes.get_or_create(&EncodingLabels { encoding }).clone()),
+            ..metrics
+        };
+        registry.register(
+            "response_bytes",
+            "Response body bytes sent, by content encoding",
+            bytes,
+        );
         registry.register(
             "requests",
             "Requests by route, backend and status class",
@@ -120,6 +142,14 @@ impl Metrics {
                 protocol,
             })
             .clone()
+    }
+
+    /// The byte counter for a response's `Content-Encoding` (absent = identity).
+    pub fn bytes_sent(&self, content_encoding: Option<&[u8]>) -> Counter {
+        let index = content_encoding
+            .and_then(|e| ENCODINGS.iter().position(|name| name.as_bytes() == e))
+            .unwrap_or(0);
+        self.response_bytes[index].clone()
     }
 
     pub fn reload(&self, ok: bool) {
