@@ -16,6 +16,7 @@ fn route(i: usize, host: Option<String>, prefix: String) -> Route {
         strip_prefix: false,
         listeners: None,
         split: Split::default(),
+        options: Default::default(),
     }
 }
 

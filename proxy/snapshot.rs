@@ -23,6 +23,8 @@ pub struct Snapshot {
     pub router: Router,
     /// Every service, sorted by name (the routes hold their own references).
     pub services: Vec<Arc<Service>>,
+    /// `[compression]` for proxied responses.
+    pub compression: crate::upstream::proxy::Compression,
     pub limits: Limits,
     pub access_log: AccessLog,
     /// The effective config as JSON for `/config` (paths, never key material).

@@ -188,7 +188,7 @@ backends = [{ site = "a", weight = 3 }, { site = "b", weight = 1 }, { site = "c"
 }
 
 #[tokio::test]
-async fn service_backend_answers_503_until_proxying_lands() {
+async fn dead_service_endpoint_answers_502() {
     let routes = r#"
 [[routes]]
 path = "/api/"
@@ -199,9 +199,8 @@ endpoints = ["127.0.0.1:9"]
 "#;
     let w = weir().start(&config(routes)).await;
     let reply = get(w.addr("web"), "/api/x").await;
-    assert_eq!(reply.status, 503);
-    assert_eq!(reply.header("weir-error"), Some("not-implemented"));
-    assert!(reply.header("retry-after").is_some());
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.header("weir-error"), Some("upstream-connect-failed"));
 }
 
 #[tokio::test]

@@ -28,23 +28,29 @@ pub fn status(snapshot: &Snapshot) -> Value {
                 .regions
                 .iter()
                 .map(|region| {
-                    // No health checks yet: every endpoint counts as healthy.
-                    let endpoints: Vec<Value> = region
-                        .endpoints
+                    let endpoints = region.endpoints.load();
+                    let listed: Vec<Value> = endpoints
                         .iter()
-                        .map(|e| json!({ "address": e, "healthy": true, "ejected": false }))
+                        .map(|e| {
+                            json!({
+                                "address": e.addr.to_string(),
+                                "healthy": e.is_healthy(),
+                                "ejected": false,
+                            })
+                        })
                         .collect();
                     json!({
-                        "name": region.name,
-                        "healthy": region.endpoints.len(),
-                        "total": region.endpoints.len(),
-                        "endpoints": endpoints,
+                        "name": &*region.name,
+                        "configured": region.configured,
+                        "healthy": endpoints.iter().filter(|e| e.is_healthy()).count(),
+                        "total": endpoints.len(),
+                        "endpoints": listed,
                     })
                 })
                 .collect();
             json!({
                 "name": service.name,
-                "active_region": service.regions.first().map(|r| r.name.as_str()),
+                "active_region": service.regions.first().map(|r| &*r.name),
                 "regions": regions,
             })
         })

@@ -12,6 +12,7 @@ use super::schema::{self, AccessLogFormat};
 use super::validate::{resolve, route_name};
 use crate::balancer::{Backend, Split, Target};
 use crate::http::compression::Coding;
+use crate::http::rate_limit::RateLimiter;
 use crate::listener::{Spec as ListenerSpec, TlsSpec};
 use crate::router::{self, HostMatch, Router};
 use crate::site::rules::Rules;
@@ -56,7 +57,12 @@ pub fn compile(
     let services: HashMap<&str, Arc<Service>> = config
         .services
         .iter()
-        .map(|(name, service)| (name.as_str(), Arc::new(compile_service(name, service))))
+        .map(|(name, service)| {
+            (
+                name.as_str(),
+                Arc::new(compile_service(name, service, metrics)),
+            )
+        })
         .collect();
 
     let mut routes = Vec::with_capacity(config.routes.len());
@@ -90,6 +96,12 @@ pub fn compile(
                 .as_ref()
                 .map(|names| names.iter().map(|n| Arc::from(n.as_str())).collect()),
             split: Split::new(backends),
+            options: router::Options {
+                timeout: route.timeout.map(|d| d.0),
+                try_timeout: route.try_timeout.map(|d| d.0),
+                retries: route.retries,
+                rate_limit: route.rate_limit.as_ref().map(RateLimiter::new),
+            },
         });
     }
 
@@ -157,6 +169,15 @@ pub fn compile(
     Ok(Snapshot {
         generation,
         services,
+        compression: crate::upstream::proxy::Compression {
+            algorithms: config
+                .compression
+                .algorithms
+                .iter()
+                .map(|e| Coding::from_config(*e))
+                .collect(),
+            min_size: config.compression.min_size.0,
+        },
         loaded_at: SystemTime::now(),
         file: doc.file.clone(),
         admin: config.admin.listen.parse().map_err(|_| {
@@ -228,24 +249,27 @@ pub fn headers_file(
         .find(|candidate| candidate.is_file())
 }
 
-fn compile_service(name: &str, service: &schema::Service) -> Service {
-    let regions = match (&service.endpoints, &service.regions) {
-        (Some(endpoints), _) => vec![Region {
-            name: "default".to_owned(),
-            endpoints: endpoints.clone(),
-        }],
+fn compile_service(name: &str, service: &schema::Service, metrics: &Metrics) -> Service {
+    let regions: Vec<(&str, &Vec<String>)> = match (&service.endpoints, &service.regions) {
+        (Some(endpoints), _) => vec![("default", endpoints)],
         (None, Some(regions)) => regions
             .iter()
-            .map(|r| Region {
-                name: r.name.clone(),
-                endpoints: r.endpoints.clone(),
-            })
+            .map(|r| (r.name.as_str(), &r.endpoints))
             .collect(),
         (None, None) => Vec::new(),
     };
     Service {
         name: name.to_owned(),
-        regions,
+        regions: regions
+            .into_iter()
+            .map(|(region, endpoints)| {
+                Region::new(region, endpoints.clone(), metrics.attempts(name, region))
+            })
+            .collect(),
+        protocol: service.protocol,
+        load_balance: service.load_balance.clone(),
+        pool: crate::upstream::client::pool(service.protocol),
+        budget: Default::default(),
     }
 }
 

@@ -25,6 +25,16 @@ pub enum Reject {
     BodyTooLarge,
     /// The request is not something a route can be chosen for.
     BadRequest,
+    /// The route's service has no healthy endpoint left to try.
+    NoHealthyEndpoint,
+    /// No connection to the upstream could be made.
+    UpstreamConnect,
+    /// The upstream failed before sending a response head.
+    UpstreamFailed,
+    /// The upstream did not answer within the route's timeout.
+    UpstreamTimeout,
+    /// The client went over the route's `rate_limit`; retry after N seconds.
+    RateLimited(u64),
 }
 
 impl Reject {
@@ -37,6 +47,10 @@ impl Reject {
             Reject::NoBackend | Reject::NotImplemented => StatusCode::SERVICE_UNAVAILABLE,
             Reject::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::BadRequest => StatusCode::BAD_REQUEST,
+            Reject::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::UpstreamConnect | Reject::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            Reject::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Reject::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -52,12 +66,20 @@ impl Reject {
             Reject::NotImplemented => "not-implemented",
             Reject::BodyTooLarge => "body-too-large",
             Reject::BadRequest => "bad-request",
+            Reject::NoHealthyEndpoint => "no-healthy-endpoint",
+            Reject::UpstreamConnect => "upstream-connect-failed",
+            Reject::UpstreamFailed => "upstream-failed",
+            Reject::UpstreamTimeout => "upstream-timeout",
+            Reject::RateLimited(_) => "rate-limited",
         }
     }
 
-    fn retry_after(self) -> Option<&'static str> {
+    fn retry_after(self) -> Option<HeaderValue> {
         match self {
-            Reject::NoBackend | Reject::NotImplemented => Some("5"),
+            Reject::NoBackend | Reject::NotImplemented | Reject::NoHealthyEndpoint => {
+                Some(HeaderValue::from_static("5"))
+            }
+            Reject::RateLimited(seconds) => Some(HeaderValue::from(seconds.max(1))),
             _ => None,
         }
     }
@@ -85,7 +107,7 @@ impl Reject {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
         if let Some(seconds) = self.retry_after() {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+            headers.insert(header::RETRY_AFTER, seconds);
         }
         if self == Reject::BodyTooLarge {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

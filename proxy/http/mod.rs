@@ -7,4 +7,5 @@ pub mod compression;
 pub mod conn;
 pub mod error;
 pub mod observe;
+pub mod rate_limit;
 pub mod service;

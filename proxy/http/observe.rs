@@ -37,6 +37,8 @@ pub struct Finish {
     /// The route and the index of the backend that answered, if any.
     pub route: Option<(Arc<Route>, usize)>,
     pub log: Option<Box<LogFields>>,
+    /// Region, endpoint and status of the upstream that answered, if proxied.
+    pub upstream: Option<crate::upstream::proxy::Upstream>,
     /// `weir_response_bytes_total` of this response's encoding.
     pub bytes_sent: prometheus_client::metrics::counter::Counter,
 }
@@ -54,6 +56,7 @@ impl Finish {
         self.bytes_sent.inc_by(bytes);
         self.conn.state.request_finished();
         let Some(log) = self.log else { return };
+        let endpoint = self.upstream.as_ref().map(|u| u.endpoint.to_string());
         Entry {
             client_ip: Some(self.conn.peer.ip()),
             method: log.method.as_str(),
@@ -65,9 +68,9 @@ impl Finish {
             duration: elapsed,
             route: self.route.as_ref().map_or("", |(r, _)| &r.name),
             backend: backend.map_or("", |b| &b.name),
-            region: "",
-            endpoint: "",
-            upstream_status: None,
+            region: self.upstream.as_ref().map_or("", |u| &u.region),
+            endpoint: endpoint.as_deref().unwrap_or(""),
+            upstream_status: self.upstream.as_ref().map(|u| u.status),
             request_id: &log.request_id,
             user_agent: &log.user_agent,
             referer: &log.referer,

@@ -15,6 +15,7 @@ use super::error::Reject;
 use super::observe::{Finish, LogFields, Observed};
 use crate::app::App;
 use crate::balancer::Target;
+use crate::http::rate_limit::Decision;
 use crate::router::{self, Route};
 use crate::snapshot::{AccessLog, Snapshot};
 
@@ -47,11 +48,15 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) -> R
         *response.body_mut() = super::body::empty();
     }
     response.headers_mut().insert(REQUEST_ID, request_id);
+    let upstream = response
+        .extensions_mut()
+        .remove::<crate::upstream::proxy::Upstream>();
     let encoding = response
         .headers()
         .get(header::CONTENT_ENCODING)
         .map(|v| v.as_bytes());
     let finish = Finish {
+        upstream,
         bytes_sent: app.metrics.bytes_sent(encoding),
         started,
         status: response.status().as_u16(),
@@ -89,6 +94,16 @@ async fn dispatch(
     else {
         return (Reject::NoRoute.response(), None);
     };
+    if let Some(limiter) = &route.options.rate_limit
+        && let Decision::Deny { retry_after } =
+            limiter.check(conn.peer.ip(), std::time::Instant::now())
+    {
+        let seconds = retry_after.as_secs().max(1);
+        return (
+            Reject::RateLimited(seconds).response(),
+            Some((route.clone(), usize::MAX)),
+        );
+    }
     let Some(backend) = route.split.pick() else {
         return (
             Reject::NoBackend.response(),
@@ -110,7 +125,9 @@ async fn dispatch(
             };
             crate::site::serve(site, req.method(), &path, req.headers()).await
         }
-        Target::Service(_) => Reject::NotImplemented.response(),
+        Target::Service(service) => {
+            crate::upstream::proxy::proxy(req, route, service, conn, &snapshot.compression).await
+        }
     };
     (response, Some((route.clone(), index)))
 }

@@ -24,6 +24,19 @@ pub struct Route {
     /// Listener names this route answers on; `None` means all.
     pub listeners: Option<Box<[Arc<str>]>>,
     pub split: Split,
+    pub options: Options,
+}
+
+/// What a route sets for requests proxied to services.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// The whole request, retries included (up to the response head).
+    pub timeout: Option<std::time::Duration>,
+    /// One attempt.
+    pub try_timeout: Option<std::time::Duration>,
+    /// Extra attempts for requests that are safe to repeat.
+    pub retries: u32,
+    pub rate_limit: Option<crate::http::rate_limit::RateLimiter>,
 }
 
 impl Route {
@@ -112,6 +125,7 @@ mod tests {
             strip_prefix: false,
             listeners: listeners.map(|l| l.iter().map(|&n| Arc::from(n)).collect()),
             split: Split::default(),
+            options: Options::default(),
         }
     }
 

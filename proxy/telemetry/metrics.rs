@@ -29,6 +29,13 @@ pub struct ConnectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub service: String,
+    pub region: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EncodingLabels {
     pub encoding: &'static str,
 }
@@ -56,6 +63,7 @@ pub struct Metrics {
     config_reloads: Family<ResultLabels, Counter>,
     /// `weir_response_bytes_total` per encoding, in `ENCODINGS` order.
     response_bytes: [Counter; 4],
+    upstream_attempts: Family<AttemptLabels, Counter>,
 }
 
 /// Content encodings counted by `weir_response_bytes_total`.
@@ -72,6 +80,7 @@ impl Metrics {
             open_connections: Family::default(),
             config_reloads: Family::default(),
             response_bytes: Default::default(),
+            upstream_attempts: Family::default(),
         };
         let bytes: Family<EncodingLabels, Counter> = Family::default();
         let metrics = Metrics {
@@ -103,6 +112,11 @@ impl Metrics {
             "open_connections",
             "Open client connections by listener and protocol",
             metrics.open_connections.clone(),
+        );
+        registry.register(
+            "upstream_attempts",
+            "Attempts to reach an upstream, by service, region and outcome",
+            metrics.upstream_attempts.clone(),
         );
         registry.register(
             "config_reloads",
@@ -144,6 +158,25 @@ impl Metrics {
             .clone()
     }
 
+    /// Attempt counters of one region of a service.
+    pub fn attempts(&self, service: &str, region: &str) -> Attempts {
+        let counter = |outcome| {
+            self.upstream_attempts
+                .get_or_create(&AttemptLabels {
+                    service: service.to_owned(),
+                    region: region.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        Attempts {
+            ok: counter("ok"),
+            connect_error: counter("connect_error"),
+            timeout: counter("timeout"),
+            error: counter("error"),
+        }
+    }
+
     /// The byte counter for a response's `Content-Encoding` (absent = identity).
     pub fn bytes_sent(&self, content_encoding: Option<&[u8]>) -> Counter {
         let index = content_encoding
@@ -182,6 +215,29 @@ impl Default for BackendMetrics {
             requests: Default::default(),
             duration: duration_histogram(),
         }
+    }
+}
+
+/// `weir_upstream_attempts_total` handles of one service region.
+#[derive(Debug, Clone, Default)]
+pub struct Attempts {
+    ok: Counter,
+    connect_error: Counter,
+    timeout: Counter,
+    error: Counter,
+}
+
+impl Attempts {
+    pub fn ok(&self) {
+        self.ok.inc();
+    }
+
+    pub fn failed(&self, timeout: bool, connect: bool) {
+        match (timeout, connect) {
+            (true, _) => self.timeout.inc(),
+            (_, true) => self.connect_error.inc(),
+            _ => self.error.inc(),
+        };
     }
 }
 

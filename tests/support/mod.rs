@@ -19,6 +19,8 @@ use tokio::sync::oneshot;
 
 use weir::app::{App, Server};
 
+pub mod upstream;
+
 /// The longest any single step of a test may take.
 pub const STEP: Duration = Duration::from_secs(10);
 

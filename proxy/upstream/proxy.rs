@@ -1,0 +1,262 @@
+//! One request through to an upstream: pick an endpoint, send, and on a
+//! failure that is safe to repeat try another endpoint, within the route's
+//! timeouts and the service's retry budget.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::{Service, forward, retry, select, tunnel};
+use crate::config::schema::Protocol;
+use crate::http::body::{self, Body};
+use crate::http::compression::{self, Coding};
+use crate::http::conn::ConnInfo;
+use crate::http::error::Reject;
+use crate::router::{self, Route};
+
+/// Default whole-request timeout when a route sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the access log and metrics learn about the upstream side; put in
+/// the response's extensions.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub region: Arc<str>,
+    pub endpoint: SocketAddr,
+    pub status: u16,
+}
+
+/// Response compression settings (`[compression]`).
+#[derive(Debug, Clone, Default)]
+pub struct Compression {
+    pub algorithms: Vec<Coding>,
+    pub min_size: u64,
+}
+
+/// How an attempt ended, for metrics and for the retry decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Connect,
+    Failed,
+    Timeout,
+}
+
+impl Failure {
+    fn reject(self) -> Reject {
+        match self {
+            Failure::Connect => Reject::UpstreamConnect,
+            Failure::Failed => Reject::UpstreamFailed,
+            Failure::Timeout => Reject::UpstreamTimeout,
+        }
+    }
+}
+
+pub async fn proxy(
+    mut req: Request<Incoming>,
+    route: &Route,
+    service: &Arc<Service>,
+    conn: &ConnInfo,
+    compression: &Compression,
+) -> Response<Body> {
+    service.budget.deposit();
+    let upgrade = req.version() == Version::HTTP_11 && forward::is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let accept_encoding: Vec<HeaderValue> = parts
+        .headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .cloned()
+        .collect();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .map(str::to_owned);
+    forward::strip_hop_by_hop(&mut parts.headers, upgrade);
+    forward::add_forwarding(
+        &mut parts.headers,
+        conn.peer.ip(),
+        conn.tls,
+        host.as_deref(),
+    );
+    let path = if route.strip_prefix {
+        router::path::strip(&route.prefix, parts.uri.path())
+    } else {
+        parts.uri.path().into()
+    };
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.into_owned(),
+    };
+
+    // A request without a body can be sent again; one with a body only once.
+    let mut once = (!incoming.is_end_stream()).then_some(incoming);
+    let has_body = once.is_some();
+    let key = select::hash_key(&service.load_balance, &parts.headers, conn.peer.ip());
+    let timeout = route.options.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let try_timeout = route.options.try_timeout.unwrap_or(timeout);
+    let deadline = Instant::now() + timeout;
+    let version = match service.protocol {
+        Protocol::H2c => Version::HTTP_2,
+        _ => Version::HTTP_11,
+    };
+
+    // Only the first region for now; region failover comes with health checks.
+    let Some(region) = service.regions.first() else {
+        return Reject::NoHealthyEndpoint.response();
+    };
+    let endpoints = region.endpoints.load();
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut last = None;
+    loop {
+        let Some(endpoint) = select::pick(
+            &service.load_balance,
+            &endpoints,
+            key,
+            &tried,
+            &region.cursor,
+        ) else {
+            break;
+        };
+        tried.push(endpoint.addr);
+        let Ok(uri) = Uri::try_from(format!("http://{}{path_and_query}", endpoint.addr)) else {
+            return Reject::BadRequest.response();
+        };
+        let body = match once.take() {
+            Some(incoming) => incoming.map_err(std::io::Error::other).boxed(),
+            None => body::empty(),
+        };
+        let mut upstream_req = Request::new(body);
+        *upstream_req.method_mut() = parts.method.clone();
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.version_mut() = version;
+        *upstream_req.headers_mut() = parts.headers.clone();
+
+        let limit = try_timeout.min(deadline.saturating_duration_since(Instant::now()));
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        let sent = tokio::time::timeout(limit, service.pool.request(upstream_req)).await;
+        endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let failure = match sent {
+            Ok(Ok(response)) => {
+                region.attempts.ok();
+                return respond(
+                    response,
+                    region.name.clone(),
+                    endpoint.addr,
+                    client_upgrade,
+                    &accept_encoding,
+                    compression,
+                );
+            }
+            Ok(Err(e)) if e.is_connect() => Failure::Connect,
+            Ok(Err(e)) => {
+                tracing::debug!(service = %service.name, endpoint = %endpoint.addr, error = %e, "upstream request failed");
+                Failure::Failed
+            }
+            Err(_) => Failure::Timeout,
+        };
+        region
+            .attempts
+            .failed(failure == Failure::Timeout, failure == Failure::Connect);
+        last = Some(failure);
+        // Without a body to replay, idempotent requests may go again, and
+        // any request whose connection never opened (nothing was sent).
+        let safe = !has_body && (retry::idempotent(&parts.method) || failure == Failure::Connect);
+        // `retries` bounds extra attempts after a request was sent; a
+        // connection that never opened goes on to the next endpoint anyway
+        // (as nginx's default `proxy_next_upstream error` does).
+        let attempts = tried.len() as u32;
+        let within = attempts <= route.options.retries || failure == Failure::Connect;
+        if !safe || !within || Instant::now() >= deadline || !service.budget.withdraw() {
+            break;
+        }
+    }
+    match last {
+        Some(failure) => failure.reject().response(),
+        None => Reject::NoHealthyEndpoint.response(),
+    }
+}
+
+fn respond(
+    mut response: Response<Incoming>,
+    region: Arc<str>,
+    endpoint: SocketAddr,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    accept_encoding: &[HeaderValue],
+    compression: &Compression,
+) -> Response<Body> {
+    let status = response.status();
+    let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
+    if switching && let Some(client) = client_upgrade {
+        tunnel::spawn(client, hyper::upgrade::on(&mut response));
+    }
+    forward::strip_hop_by_hop(response.headers_mut(), switching);
+    let coding = if switching {
+        Coding::Identity
+    } else {
+        choose_coding(response.headers(), status, accept_encoding, compression)
+    };
+    let mut response = response.map(|b| b.map_err(std::io::Error::other).boxed());
+    if coding != Coding::Identity {
+        weaken_etag(response.headers_mut());
+        compression::mark(response.headers_mut(), coding, true);
+        response = response.map(|b| compression::compress_stream(b, coding));
+    }
+    response.extensions_mut().insert(Upstream {
+        region,
+        endpoint,
+        status: status.as_u16(),
+    });
+    response
+}
+
+/// Compress a proxied response when the client accepts it, the upstream did
+/// not encode it, its type pays, it is not a range and not `no-transform`.
+fn choose_coding(
+    headers: &HeaderMap,
+    status: http::StatusCode,
+    accept_encoding: &[HeaderValue],
+    compression: &Compression,
+) -> Coding {
+    let eligible = status == http::StatusCode::OK
+        && !compression.algorithms.is_empty()
+        && !headers.contains_key(header::CONTENT_ENCODING)
+        && !headers.contains_key(header::CONTENT_RANGE)
+        && !compression::no_transform(headers)
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(compression::compressible)
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_none_or(|len| len >= compression.min_size);
+    if !eligible {
+        return Coding::Identity;
+    }
+    compression::negotiate(accept_encoding.iter(), &compression.algorithms)
+        .unwrap_or(Coding::Identity)
+}
+
+/// A re-encoded body is no longer byte-identical to what a strong ETag named.
+fn weaken_etag(headers: &mut HeaderMap) {
+    if let Some(etag) = headers.get(header::ETAG)
+        && !etag.as_bytes().starts_with(b"W/")
+    {
+        let mut weak = b"W/".to_vec();
+        weak.extend_from_slice(etag.as_bytes());
+        if let Ok(weak) = HeaderValue::from_bytes(&weak) {
+            headers.insert(header::ETAG, weak);
+        }
+    }
+}
