@@ -46,6 +46,7 @@ impl App {
         let mut registry = Registry::with_prefix("weir");
         let metrics = Metrics::new(&mut registry);
         let snapshot = config::compile(doc, 1, &metrics)?;
+        snapshot.start_tasks();
         Ok(Arc::new(App {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
@@ -100,6 +101,7 @@ impl App {
             Ok(next) => {
                 let generation = next.generation;
                 self.generation.store(generation, Ordering::Relaxed);
+                next.start_tasks();
                 self.snapshot.store(Arc::new(next));
                 self.metrics.reload(true);
                 tracing::info!(generation, "config reloaded");

@@ -29,6 +29,16 @@ pub struct Snapshot {
     pub access_log: AccessLog,
     /// The effective config as JSON for `/config` (paths, never key material).
     pub effective: serde_json::Value,
+    /// `[dns]`, for the resolver tasks of this snapshot's services.
+    pub dns: Option<crate::config::schema::Dns>,
+    /// Turns true when this snapshot is dropped: its background tasks stop.
+    pub stop_tasks: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let _ = self.stop_tasks.send(true);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +59,12 @@ pub struct Limits {
 }
 
 impl Snapshot {
+    /// Starts what this snapshot needs running beside requests (DNS).
+    /// Needs a Tokio runtime; call once, right before it is published.
+    pub fn start_tasks(&self) {
+        crate::upstream::start_dns(&self.services, self.dns.as_ref(), &self.stop_tasks);
+    }
+
     pub fn listener(&self, name: &str) -> Option<&Arc<ListenerSpec>> {
         self.listeners.iter().find(|l| &*l.name == name)
     }

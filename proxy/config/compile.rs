@@ -200,6 +200,8 @@ pub fn compile(
             AccessLogFormat::Off => AccessLog::Off,
         },
         effective: effective_json(config),
+        dns: config.dns.clone(),
+        stop_tasks: tokio::sync::watch::channel(false).0,
     })
 }
 

@@ -232,9 +232,11 @@ impl Resolver {
             opts.timeout = timeout;
             opts.attempts = retries;
         }
-        // The cache keeps answers exactly as long as weir would.
+        // The cache keeps answers exactly as long as weir would, and
+        // "no such name / no such type" for min_ttl.
         opts.positive_min_ttl = Some(min_ttl);
         opts.positive_max_ttl = Some(max_ttl);
+        opts.negative_min_ttl = Some(min_ttl);
         opts.negative_max_ttl = Some(min_ttl);
         opts.cache_size = 1024;
         let inner = builder.build().map_err(DnsError::Build)?;

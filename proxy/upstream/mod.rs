@@ -48,6 +48,8 @@ pub struct Region {
     pub endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     pub cursor: select::Cursor,
     pub attempts: Attempts,
+    /// Configured endpoints that name a host, kept resolved by `dns::watch`.
+    pub names: Vec<Arc<dns::Name>>,
 }
 
 impl Region {
@@ -59,12 +61,80 @@ impl Region {
             .filter_map(|e| e.parse::<SocketAddr>().ok())
             .map(|addr| Arc::new(Endpoint::new(addr)))
             .collect();
+        let names = configured
+            .iter()
+            .filter_map(|e| dns::Name::parse(e))
+            .map(Arc::new)
+            .collect();
         Region {
             name: name.into(),
             configured,
             endpoints: ArcSwap::from_pointee(literal),
             cursor: select::Cursor::default(),
             attempts,
+            names,
+        }
+    }
+
+    /// Rebuilds the endpoint set from the literal addresses and what every
+    /// name resolves to now. An address that stays keeps its `Endpoint`
+    /// (and so its counters and health); one that leaves is dropped from
+    /// the set, while requests already holding it finish.
+    pub fn refresh_endpoints(&self) {
+        let current = self.endpoints.load();
+        let mut next: Vec<Arc<Endpoint>> = Vec::new();
+        let literal = self
+            .configured
+            .iter()
+            .filter_map(|e| e.parse::<SocketAddr>().ok());
+        let resolved = self.names.iter().flat_map(|n| n.addrs());
+        for addr in literal.chain(resolved) {
+            if next.iter().any(|e| e.addr == addr) {
+                continue;
+            }
+            let kept = current.iter().find(|e| e.addr == addr).cloned();
+            next.push(kept.unwrap_or_else(|| Arc::new(Endpoint::new(addr))));
+        }
+        self.endpoints.store(Arc::new(next));
+    }
+}
+
+/// Starts one resolver task per named endpoint of every service; they stop
+/// when `stop` turns true (the snapshot that owns the services is gone).
+pub fn start_dns(
+    services: &[Arc<Service>],
+    config: Option<&crate::config::schema::Dns>,
+    stop: &tokio::sync::watch::Sender<bool>,
+) {
+    if services
+        .iter()
+        .all(|s| s.regions.iter().all(|r| r.names.is_empty()))
+    {
+        return;
+    }
+    let resolver = match dns::Resolver::new(config) {
+        Ok(resolver) => Arc::new(resolver),
+        Err(e) => {
+            tracing::error!(error = %e, "no DNS resolver: named endpoints stay unresolved");
+            return;
+        }
+    };
+    for service in services {
+        for (index, region) in service.regions.iter().enumerate() {
+            for name in &region.names {
+                let service = service.clone();
+                let on_change = move |_| {
+                    if let Some(region) = service.regions.get(index) {
+                        region.refresh_endpoints();
+                    }
+                };
+                tokio::spawn(dns::watch(
+                    name.clone(),
+                    resolver.clone(),
+                    on_change,
+                    stop.subscribe(),
+                ));
+            }
         }
     }
 }

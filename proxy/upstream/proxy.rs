@@ -118,16 +118,13 @@ pub async fn proxy(
     let endpoints = region.endpoints.load();
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut last = None;
-    loop {
-        let Some(endpoint) = select::pick(
-            &service.load_balance,
-            &endpoints,
-            key,
-            &tried,
-            &region.cursor,
-        ) else {
-            break;
-        };
+    while let Some(endpoint) = select::pick(
+        &service.load_balance,
+        &endpoints,
+        key,
+        &tried,
+        &region.cursor,
+    ) {
         tried.push(endpoint.addr);
         let Ok(uri) = Uri::try_from(format!("http://{}{path_and_query}", endpoint.addr)) else {
             return Reject::BadRequest.response();

@@ -2,7 +2,7 @@
 //! loopback ports, and talk to it with a real hyper client or a raw socket.
 //! Every wait is bounded.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use weir::app::{App, Server};
 
+pub mod dns;
 pub mod upstream;
 
 /// The longest any single step of a test may take.
