@@ -4,43 +4,15 @@
 
 mod support;
 
+use support::pki::{Pki, pki};
+
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-
-struct Pki {
-    ca: CertificateDer<'static>,
-    /// (cert PEM, key PEM, leaf DER) per leaf.
-    leaves: Vec<(String, String, CertificateDer<'static>)>,
-}
-
-fn pki(leaf_names: &[&[&str]]) -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(params, ca_key);
-    let leaves = leaf_names
-        .iter()
-        .map(|names| {
-            let key = KeyPair::generate().unwrap();
-            let params =
-                CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                    .unwrap();
-            let cert = params.signed_by(&key, &issuer).unwrap();
-            (cert.pem(), key.serialize_pem(), cert.der().clone())
-        })
-        .collect();
-    Pki {
-        ca: ca_cert.der().clone(),
-        leaves,
-    }
-}
 
 fn connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();

@@ -57,12 +57,15 @@ pub fn compile(
     let services: HashMap<&str, Arc<Service>> = config
         .services
         .iter()
-        .map(|(name, service)| {
-            (
-                name.as_str(),
-                Arc::new(compile_service(name, service, metrics)),
-            )
-        })
+        .filter_map(
+            |(name, service)| match compile_service(name, service, metrics, &doc.base) {
+                Ok(built) => Some((name.as_str(), Arc::new(built))),
+                Err(e) => {
+                    errors.push(problem(format!("services.{name}.tls"), e.to_string()));
+                    None
+                }
+            },
+        )
         .collect();
 
     let mut routes = Vec::with_capacity(config.routes.len());
@@ -251,7 +254,13 @@ pub fn headers_file(
         .find(|candidate| candidate.is_file())
 }
 
-fn compile_service(name: &str, service: &schema::Service, metrics: &Metrics) -> Service {
+fn compile_service(
+    name: &str,
+    service: &schema::Service,
+    metrics: &Metrics,
+    base: &std::path::Path,
+) -> Result<Service, crate::upstream::client::ClientError> {
+    let tls = crate::upstream::client::tls_settings(service.tls.as_ref(), base)?;
     let regions: Vec<(&str, &Vec<String>)> = match (&service.endpoints, &service.regions) {
         (Some(endpoints), _) => vec![("default", endpoints)],
         (None, Some(regions)) => regions
@@ -260,7 +269,7 @@ fn compile_service(name: &str, service: &schema::Service, metrics: &Metrics) -> 
             .collect(),
         (None, None) => Vec::new(),
     };
-    Service {
+    Ok(Service {
         name: name.to_owned(),
         regions: regions
             .into_iter()
@@ -270,9 +279,10 @@ fn compile_service(name: &str, service: &schema::Service, metrics: &Metrics) -> 
             .collect(),
         protocol: service.protocol,
         load_balance: service.load_balance.clone(),
-        pool: crate::upstream::client::pool(service.protocol),
+        pool: crate::upstream::client::pool(service.protocol, tls.as_ref())?,
+        scheme: if tls.is_some() { "https" } else { "http" },
         budget: Default::default(),
-    }
+    })
 }
 
 /// The config as `/config` shows it. Certificates are listed by path; key

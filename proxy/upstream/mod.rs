@@ -36,6 +36,8 @@ pub struct Service {
     pub protocol: Protocol,
     pub load_balance: LoadBalance,
     pub pool: client::Pool,
+    /// `https` for TLS services, else `http`.
+    pub scheme: &'static str,
     pub budget: retry::Budget,
 }
 

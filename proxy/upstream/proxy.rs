@@ -126,7 +126,10 @@ pub async fn proxy(
         &region.cursor,
     ) {
         tried.push(endpoint.addr);
-        let Ok(uri) = Uri::try_from(format!("http://{}{path_and_query}", endpoint.addr)) else {
+        let Ok(uri) = Uri::try_from(format!(
+            "{}://{}{path_and_query}",
+            service.scheme, endpoint.addr
+        )) else {
             return Reject::BadRequest.response();
         };
         let body = match once.take() {

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use weir::app::{App, Server};
 
 pub mod dns;
+pub mod pki;
 pub mod upstream;
 
 /// The longest any single step of a test may take.
