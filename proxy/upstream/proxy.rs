@@ -115,7 +115,7 @@ pub async fn proxy(
     let Some(region) = service.regions.first() else {
         return Reject::NoHealthyEndpoint.response();
     };
-    let endpoints = region.endpoints.load();
+    let endpoints = region.endpoints.load_full();
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut last = None;
     while let Some(endpoint) = select::pick(
