@@ -269,6 +269,7 @@ fn compile_service(
             .collect(),
         (None, None) => Vec::new(),
     };
+    let (pool, opened) = crate::upstream::client::pool(service.protocol, tls.as_ref())?;
     Ok(Service {
         name: name.to_owned(),
         regions: regions
@@ -279,7 +280,8 @@ fn compile_service(
             .collect(),
         protocol: service.protocol,
         load_balance: service.load_balance.clone(),
-        pool: crate::upstream::client::pool(service.protocol, tls.as_ref())?,
+        pool,
+        opened,
         scheme: if tls.is_some() { "https" } else { "http" },
         budget: Default::default(),
     })

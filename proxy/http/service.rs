@@ -21,12 +21,14 @@ use crate::snapshot::{AccessLog, Snapshot};
 
 const REQUEST_ID: &str = "x-request-id";
 
-pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) -> Response<Body> {
+pub async fn handle(mut req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) -> Response<Body> {
     let started = Instant::now();
     conn.state.request_started();
     conn.count_open(protocol(req.version()), app);
     let snapshot = app.snapshot();
     let request_id = request_id(req.headers());
+    // Upstreams see the same id the client gets back.
+    req.headers_mut().insert(REQUEST_ID, request_id.clone());
     let host = request_host(&req);
     let log = (snapshot.access_log != AccessLog::Off).then(|| {
         Box::new(LogFields {

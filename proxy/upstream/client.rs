@@ -7,6 +7,10 @@
 //! tokio-rustls for hyper-util's client, with ALPN and server-name override.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use http::Uri;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +26,31 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use crate::config::schema::{Protocol, UpstreamTls};
 use crate::http::body::Body;
 
-pub type Pool = Client<HttpsConnector<HttpConnector>, Body>;
+pub type Pool = Client<Counting<HttpsConnector<HttpConnector>>, Body>;
+
+/// Counts the connections a service's client opens, so that a failed
+/// attempt can tell whether it went over a fresh connection or a pooled one
+/// (only the latter can be "stale": closed by the upstream as it was reused).
+#[derive(Debug, Clone)]
+pub struct Counting<C> {
+    inner: C,
+    opened: Arc<AtomicU64>,
+}
+
+impl<C: tower_service::Service<Uri>> tower_service::Service<Uri> for Counting<C> {
+    type Response = C::Response;
+    type Error = C::Error;
+    type Future = C::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        self.inner.call(uri)
+    }
+}
 
 /// Idle keep-alive connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 64;
@@ -105,7 +133,11 @@ pub struct TlsSettings {
     server_name: Option<ServerName<'static>>,
 }
 
-pub fn pool(protocol: Protocol, tls: Option<&TlsSettings>) -> Result<Pool, ClientError> {
+/// The client of a service and the count of connections it has opened.
+pub fn pool(
+    protocol: Protocol,
+    tls: Option<&TlsSettings>,
+) -> Result<(Pool, Arc<AtomicU64>), ClientError> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -139,5 +171,10 @@ pub fn pool(protocol: Protocol, tls: Option<&TlsSettings>) -> Result<Pool, Clien
         // request was never sent, so the client retries it on a new one.
         .retry_canceled_requests(true)
         .http2_only(protocol == Protocol::H2c && tls.is_none());
-    Ok(client.build(connector))
+    let opened = Arc::new(AtomicU64::new(0));
+    let pool = client.build(Counting {
+        inner: connector,
+        opened: opened.clone(),
+    });
+    Ok((pool, opened))
 }

@@ -36,6 +36,8 @@ pub struct Service {
     pub protocol: Protocol,
     pub load_balance: LoadBalance,
     pub pool: client::Pool,
+    /// Connections `pool` has opened (see `client::Counting`).
+    pub opened: Arc<std::sync::atomic::AtomicU64>,
     /// `https` for TLS services, else `http`.
     pub scheme: &'static str,
     pub budget: retry::Budget,

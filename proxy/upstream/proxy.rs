@@ -45,6 +45,9 @@ pub struct Compression {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
     Connect,
+    /// The connection closed or reset before any response: likely a pooled
+    /// connection the upstream had just closed.
+    Stale,
     Failed,
     Timeout,
 }
@@ -53,7 +56,7 @@ impl Failure {
     fn reject(self) -> Reject {
         match self {
             Failure::Connect => Reject::UpstreamConnect,
-            Failure::Failed => Reject::UpstreamFailed,
+            Failure::Failed | Failure::Stale => Reject::UpstreamFailed,
             Failure::Timeout => Reject::UpstreamTimeout,
         }
     }
@@ -116,16 +119,31 @@ pub async fn proxy(
         return Reject::NoHealthyEndpoint.response();
     };
     let endpoints = region.endpoints.load_full();
+    // Retries pick from a cursor of their own, so the shared one moves once
+    // per request and a dead endpoint does not catch every first attempt.
+    let retry_cursor = select::Cursor::default();
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut last = None;
-    while let Some(endpoint) = select::pick(
-        &service.load_balance,
-        &endpoints,
-        key,
-        &tried,
-        &region.cursor,
-    ) {
-        tried.push(endpoint.addr);
+    let mut again_on: Option<Arc<super::Endpoint>> = None;
+    let mut stale_retried = false;
+    loop {
+        let endpoint = match again_on.take() {
+            Some(endpoint) => endpoint,
+            None => {
+                let cursor = if tried.is_empty() {
+                    &region.cursor
+                } else {
+                    &retry_cursor
+                };
+                match select::pick(&service.load_balance, &endpoints, key, &tried, cursor) {
+                    Some(endpoint) => endpoint.clone(),
+                    None => break,
+                }
+            }
+        };
+        if !tried.contains(&endpoint.addr) {
+            tried.push(endpoint.addr);
+        }
         let Ok(uri) = Uri::try_from(format!(
             "{}://{}{path_and_query}",
             service.scheme, endpoint.addr
@@ -133,7 +151,9 @@ pub async fn proxy(
             return Reject::BadRequest.response();
         };
         let body = match once.take() {
-            Some(incoming) => incoming.map_err(std::io::Error::other).boxed(),
+            Some(incoming) => incoming
+                .map_err(|e| std::io::Error::other(ClientBodyError(e)))
+                .boxed(),
             None => body::empty(),
         };
         let mut upstream_req = Request::new(body);
@@ -144,7 +164,10 @@ pub async fn proxy(
 
         let limit = try_timeout.min(deadline.saturating_duration_since(Instant::now()));
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        let opened_before = service.opened.load(Ordering::Relaxed);
         let sent = tokio::time::timeout(limit, service.pool.request(upstream_req)).await;
+        // No connection opened meanwhile: this attempt used a pooled one.
+        let reused = service.opened.load(Ordering::Relaxed) == opened_before;
         endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
         let failure = match sent {
             Ok(Ok(response)) => {
@@ -158,26 +181,40 @@ pub async fn proxy(
                     compression,
                 );
             }
-            Ok(Err(e)) if e.is_connect() => Failure::Connect,
-            Ok(Err(e)) => {
-                tracing::debug!(service = %service.name, endpoint = %endpoint.addr, error = %e, "upstream request failed");
-                Failure::Failed
-            }
+            Ok(Err(e)) => match classify(&e) {
+                Some(failure) => failure,
+                // The client's own body was malformed: its fault, not the upstream's.
+                None => return Reject::BadRequest.response(),
+            },
             Err(_) => Failure::Timeout,
         };
+        if failure == Failure::Failed {
+            tracing::debug!(service = %service.name, endpoint = %endpoint.addr, "upstream request failed");
+        }
         region
             .attempts
             .failed(failure == Failure::Timeout, failure == Failure::Connect);
         last = Some(failure);
+        let idempotent = retry::idempotent(&parts.method);
+        // A pooled connection the upstream closed as it was reused: the
+        // request never reached the application, so it goes once more to
+        // the same endpoint on a fresh connection, outside `retries`.
+        if failure == Failure::Stale && reused && !has_body && idempotent && !stale_retried {
+            stale_retried = true;
+            again_on = Some(endpoint);
+            continue;
+        }
         // Without a body to replay, idempotent requests may go again, and
         // any request whose connection never opened (nothing was sent).
-        let safe = !has_body && (retry::idempotent(&parts.method) || failure == Failure::Connect);
+        let safe = !has_body && (idempotent || failure == Failure::Connect);
         // `retries` bounds extra attempts after a request was sent; a
         // connection that never opened goes on to the next endpoint anyway
-        // (as nginx's default `proxy_next_upstream error` does).
+        // (as nginx's default `proxy_next_upstream error` does), and costs
+        // the budget nothing: a refused connection loads no one.
         let attempts = tried.len() as u32;
         let within = attempts <= route.options.retries || failure == Failure::Connect;
-        if !safe || !within || Instant::now() >= deadline || !service.budget.withdraw() {
+        let paid = failure == Failure::Connect || service.budget.withdraw();
+        if !safe || !within || Instant::now() >= deadline || !paid {
             break;
         }
     }
@@ -185,6 +222,55 @@ pub async fn proxy(
         Some(failure) => failure.reject().response(),
         None => Reject::NoHealthyEndpoint.response(),
     }
+}
+
+/// An error of the client's request body, kept apart from upstream errors.
+#[derive(Debug)]
+struct ClientBodyError(hyper::Error);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "client request body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {}
+
+/// Sorts a client error; `None` when the client's own body failed.
+fn classify(error: &hyper_util::client::legacy::Error) -> Option<Failure> {
+    if error.is_connect() {
+        return Some(Failure::Connect);
+    }
+    let mut stale = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<ClientBodyError>())
+            {
+                return None;
+            }
+            stale |= matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            stale |= hyper.is_incomplete_message() || hyper.is_canceled();
+        }
+        if e.is::<ClientBodyError>() {
+            return None;
+        }
+        source = e.source();
+    }
+    Some(if stale {
+        Failure::Stale
+    } else {
+        Failure::Failed
+    })
 }
 
 fn respond(

@@ -86,7 +86,10 @@ enum Mode {
     /// Hand-written keep-alive HTTP/1.1: after `n` responses on a
     /// connection it is closed abruptly (no `Connection: close`), either at
     /// once or when the next request arrives on it (`on_reuse`).
-    ClosesEvery { n: usize, on_reuse: bool },
+    ClosesEvery {
+        n: usize,
+        on_reuse: bool,
+    },
     Grpc,
     WebSocket,
 }
@@ -327,7 +330,10 @@ async fn serve(stream: TcpStream, spec: Arc<Spec>, stats: Arc<Stats>) {
                         .get(header::UPGRADE)
                         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
                     if !wants {
-                        return Ok::<_, Infallible>(full(StatusCode::BAD_REQUEST, "upgrade required"));
+                        return Ok::<_, Infallible>(full(
+                            StatusCode::BAD_REQUEST,
+                            "upgrade required",
+                        ));
                     }
                     let upgrade = hyper::upgrade::on(&mut req);
                     tokio::spawn(async move {
@@ -365,11 +371,17 @@ fn path_and_query<B>(req: &Request<B>) -> String {
 }
 
 fn empty() -> RespBody {
-    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<RespBody> {
-    let mut response = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *response.status_mut() = status;
     response
 }
@@ -385,7 +397,9 @@ async fn answer(req: Request<Incoming>, spec: &Spec, stats: &Stats) -> Response<
             Ok(frame) => {
                 if let Some(data) = frame.data_ref() {
                     read += data.len() as u64;
-                    stats.body_bytes.fetch_add(data.len() as u64, Ordering::SeqCst);
+                    stats
+                        .body_bytes
+                        .fetch_add(data.len() as u64, Ordering::SeqCst);
                 }
             }
             Err(_) => break,
@@ -399,7 +413,9 @@ async fn answer(req: Request<Incoming>, spec: &Spec, stats: &Stats) -> Response<
             let headers: Vec<serde_json::Value> = parts
                 .headers
                 .iter()
-                .map(|(n, v)| serde_json::json!([n.as_str(), String::from_utf8_lossy(v.as_bytes())]))
+                .map(|(n, v)| {
+                    serde_json::json!([n.as_str(), String::from_utf8_lossy(v.as_bytes())])
+                })
                 .collect();
             let echo = serde_json::json!({
                 "upstream": spec.name,
@@ -410,8 +426,10 @@ async fn answer(req: Request<Incoming>, spec: &Spec, stats: &Stats) -> Response<
                 "body_bytes": read,
             });
             let mut r = full(spec.status, echo.to_string());
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             r
         }
         Payload::Fixed(bytes) => full(spec.status, bytes.clone()),
@@ -424,7 +442,8 @@ async fn answer(req: Request<Incoming>, spec: &Spec, stats: &Stats) -> Response<
                 .boxed(),
             );
             *r.status_mut() = spec.status;
-            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(*len));
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(*len));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),

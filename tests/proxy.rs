@@ -1,0 +1,1212 @@
+//! SPEC "Proxying" (and issue 5's test list) against real upstream servers
+//! started in the test: forwarding headers, strip_prefix, pooling,
+//! streaming both ways, the 502/503/504/429 errors, retries, stale pooled
+//! connections, load balancing, gRPC over h2c, WebSocket upgrades,
+//! compression of proxied responses, request smuggling probes and metrics.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use support::upstream::{Upstream, channel_body, dead_endpoint};
+use support::{Reply, Weir, config, get, request, send, send_h2, weir};
+
+/// The longest one network step may take.
+const T: Duration = Duration::from_secs(10);
+const MIB: u64 = 1024 * 1024;
+
+/// One route `/api/` to service `api` with these endpoints; `route` and
+/// `service` are extra keys for each table.
+fn proxy_config(endpoints: &[String], route: &str, service: &str) -> String {
+    let list = endpoints
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    config(&format!(
+        "[[routes]]\npath = \"/api/\"\nbackends = [{{ service = \"api\" }}]\n{route}\n\n[services.api]\nendpoints = [{list}]\n{service}\n"
+    ))
+}
+
+async fn start(endpoints: &[String], route: &str, service: &str) -> Weir {
+    weir().start(&proxy_config(endpoints, route, service)).await
+}
+
+/// The echo upstream's JSON answer.
+fn echo(reply: &Reply) -> serde_json::Value {
+    serde_json::from_slice(&reply.body).unwrap_or_else(|e| {
+        panic!(
+            "not an echo ({e}): {} {:?} {}",
+            reply.status,
+            reply.header("weir-error"),
+            reply.text()
+        )
+    })
+}
+
+/// Every value of request header `name` that reached the upstream.
+fn seen(echo: &serde_json::Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|pair| pair[1].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn post(path: &str, body: &'static [u8]) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::from_static(body)))
+        .expect("request")
+}
+
+/// An HTTP/1.1 keep-alive connection to weir, reconnecting after a failure.
+struct KeepAlive {
+    addr: SocketAddr,
+    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+}
+
+impl KeepAlive {
+    async fn connect(addr: SocketAddr) -> KeepAlive {
+        let stream = timeout(T, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        KeepAlive { addr, sender }
+    }
+
+    async fn send(&mut self, req: Request<Empty<Bytes>>) -> Result<Reply, String> {
+        let sender = &mut self.sender;
+        let result = timeout(T, async {
+            sender
+                .ready()
+                .await
+                .map_err(|e| format!("not ready: {e}"))?;
+            let response = sender
+                .send_request(req)
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| format!("body: {e}"))?
+                .to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        })
+        .await
+        .unwrap_or_else(|_| Err("timed out".to_owned()));
+        if result.is_err() {
+            *self = KeepAlive::connect(self.addr).await;
+        }
+        result
+    }
+
+    async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+        self.send(request("GET", path, headers)).await
+    }
+}
+
+/// A 200 from the upstream, or a description of what went wrong.
+fn ok_or_describe(i: usize, result: Result<Reply, String>) -> Result<Reply, String> {
+    match result {
+        Ok(r) if r.status == StatusCode::OK => Ok(r),
+        Ok(r) => Err(format!(
+            "#{i}: {} weir-error={:?}",
+            r.status,
+            r.header("weir-error")
+        )),
+        Err(e) => Err(format!("#{i}: {e}")),
+    }
+}
+
+/// Value of one Prometheus sample line, by its exact name and labels.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    })
+}
+
+// ---------------------------------------------------------------- forwarding
+
+#[tokio::test]
+async fn path_query_host_and_forwarding_headers_reach_the_upstream() {
+    let up = Upstream::echo().start().await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let reply = send(
+        w.addr("web"),
+        request(
+            "GET",
+            "/api/users?x=1&y=a%20b",
+            &[
+                ("host", "app.test"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-custom", "kept"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.header("x-upstream"), Some("echo"));
+    let e = echo(&reply);
+    assert_eq!(e["method"], "GET");
+    assert_eq!(
+        e["uri"], "/api/users?x=1&y=a%20b",
+        "path and query unchanged"
+    );
+    assert_eq!(seen(&e, "host"), ["app.test"], "Host preserved");
+    assert_eq!(seen(&e, "x-forwarded-for"), ["203.0.113.7, 127.0.0.1"]);
+    assert_eq!(seen(&e, "x-forwarded-proto"), ["http"]);
+    assert_eq!(seen(&e, "x-forwarded-host"), ["app.test"]);
+    assert_eq!(seen(&e, "x-custom"), ["kept"]);
+
+    // Without an incoming X-Forwarded-For, the client address alone.
+    let reply = send(
+        w.addr("web"),
+        request("GET", "/api/", &[("host", "b.test")]),
+    )
+    .await;
+    let e = echo(&reply);
+    assert_eq!(seen(&e, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(seen(&e, "x-forwarded-host"), ["b.test"]);
+}
+
+#[tokio::test]
+async fn strip_prefix_removes_the_route_prefix_only_when_asked() {
+    let up = Upstream::echo().start().await;
+    let ep = up.endpoint();
+    let w = weir()
+        .start(&config(&format!(
+            r#"
+[[routes]]
+path = "/api/"
+strip_prefix = true
+backends = [{{ service = "api" }}]
+
+[[routes]]
+path = "/keep/"
+backends = [{{ service = "api" }}]
+
+[services.api]
+endpoints = ["{ep}"]
+"#
+        )))
+        .await;
+    let cases = [
+        ("/api/users?x=1", "/users?x=1"),
+        ("/api/", "/"),
+        ("/api/a/b/c", "/a/b/c"),
+        ("/keep/users?x=1", "/keep/users?x=1"),
+    ];
+    for (asked, expected) in cases {
+        let reply = get(w.addr("web"), asked).await;
+        assert_eq!(reply.status, StatusCode::OK, "{asked}: {}", reply.text());
+        assert_eq!(echo(&reply)["uri"], expected, "{asked}");
+    }
+}
+
+#[tokio::test]
+async fn request_id_is_kept_or_generated_and_returned() {
+    let up = Upstream::echo().start().await;
+    let w = start(&[up.endpoint()], "", "").await;
+
+    let reply = send(
+        w.addr("web"),
+        request("GET", "/api/id", &[("x-request-id", "abc-123")]),
+    )
+    .await;
+    assert_eq!(seen(&echo(&reply), "x-request-id"), ["abc-123"]);
+    assert_eq!(reply.header("x-request-id"), Some("abc-123"));
+
+    let mut ids = HashSet::new();
+    for _ in 0..2 {
+        let reply = get(w.addr("web"), "/api/id").await;
+        let upstream_ids = seen(&echo(&reply), "x-request-id");
+        assert_eq!(upstream_ids.len(), 1, "one generated id: {upstream_ids:?}");
+        assert!(!upstream_ids[0].is_empty());
+        assert_eq!(
+            reply.header("x-request-id"),
+            Some(upstream_ids[0].as_str()),
+            "the response carries the id the upstream saw"
+        );
+        ids.insert(upstream_ids[0].clone());
+    }
+    assert_eq!(ids.len(), 2, "generated ids differ");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_never_cross_in_either_direction() {
+    let up = Upstream::echo()
+        .header("connection", "x-up-secret")
+        .header("x-up-secret", "1")
+        .header("keep-alive", "timeout=5")
+        .header("x-up-kept", "yes")
+        .start()
+        .await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let reply = send(
+        w.addr("web"),
+        request(
+            "GET",
+            "/api/hop",
+            &[
+                ("connection", "x-secret"),
+                ("x-secret", "1"),
+                ("keep-alive", "timeout=5"),
+                ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+                ("proxy-connection", "keep-alive"),
+                ("te", "gzip"),
+                ("x-kept", "yes"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let e = echo(&reply);
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+    ] {
+        assert!(
+            seen(&e, gone).is_empty(),
+            "{gone} reached the upstream: {:?}",
+            seen(&e, gone)
+        );
+    }
+    for connection in seen(&e, "connection") {
+        assert!(
+            !connection.to_ascii_lowercase().contains("x-secret"),
+            "Connection reached the upstream: {connection}"
+        );
+    }
+    assert_eq!(seen(&e, "x-kept"), ["yes"]);
+
+    assert_eq!(reply.header("x-up-secret"), None, "{:?}", reply.headers);
+    assert_eq!(reply.header("keep-alive"), None, "{:?}", reply.headers);
+    if let Some(connection) = reply.header("connection") {
+        assert!(!connection.contains("x-up-secret"), "{connection}");
+    }
+    assert_eq!(reply.header("x-up-kept"), Some("yes"));
+}
+
+#[tokio::test]
+async fn h2_client_reaches_an_h1_upstream_with_its_authority_as_host() {
+    let up = Upstream::echo().start().await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let req = Request::builder()
+        .uri(format!(
+            "http://app.test:{}/api/h2?q=1",
+            w.addr("web").port()
+        ))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let reply = send_h2(w.addr("web"), req).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let e = echo(&reply);
+    assert_eq!(e["uri"], "/api/h2?q=1");
+    assert_eq!(e["version"], "HTTP/1.1");
+    let host = seen(&e, "host");
+    assert_eq!(host.len(), 1, "{host:?}");
+    assert!(host[0].starts_with("app.test"), "{host:?}");
+}
+
+// ---------------------------------------------------------------- pooling and streaming
+
+#[tokio::test]
+async fn keep_alive_pool_reuses_upstream_connections() {
+    let up = Upstream::echo().start().await;
+    let w = start(&[up.endpoint()], "", "").await;
+    for i in 0..50 {
+        let reply = get(w.addr("web"), &format!("/api/{i}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "#{i}: {}", reply.text());
+    }
+    assert_eq!(up.stats.requests(), 50);
+    assert!(
+        up.stats.connections() <= 5,
+        "50 sequential requests used {} upstream connections",
+        up.stats.connections()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upload_streams_to_the_upstream_completely() {
+    const SIZE: u64 = 64 * MIB;
+    let up = Upstream::echo().start().await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let (tx, body) = channel_body(4);
+    let feeder = tokio::spawn(async move {
+        let chunk = Bytes::from(vec![7u8; MIB as usize]);
+        for _ in 0..SIZE / MIB {
+            if tx.send(chunk.clone()).await.is_err() {
+                return false;
+            }
+        }
+        true
+    });
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/api/upload")
+        .header("host", "localhost")
+        .body(body)
+        .unwrap();
+    let addr = w.addr("web");
+    let reply = timeout(Duration::from_secs(120), async move {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let response = sender.send_request(req).await.expect("response");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, body)
+    })
+    .await
+    .expect("upload finished in time");
+    assert_eq!(
+        reply.0,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.1)
+    );
+    assert!(feeder.await.unwrap(), "the whole body was taken");
+    let e: serde_json::Value = serde_json::from_slice(&reply.1).expect("echo");
+    assert_eq!(e["body_bytes"], SIZE, "bytes the upstream read");
+    assert_eq!(up.stats.body_bytes(), SIZE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn download_streams_through_with_its_length() {
+    const SIZE: u64 = 64 * MIB;
+    let up = Upstream::echo().big_body(SIZE).start().await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let addr = w.addr("web");
+    let (status, length, received) = timeout(Duration::from_secs(120), async move {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let response = sender
+            .send_request(request("GET", "/api/big", &[]))
+            .await
+            .expect("response");
+        let status = response.status();
+        let length = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let mut body = response.into_body();
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("frame").into_data() {
+                received += data.len() as u64;
+            }
+        }
+        (status, length, received)
+    })
+    .await
+    .expect("download finished in time");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(length, Some(SIZE), "Content-Length passed through");
+    assert_eq!(received, SIZE);
+}
+
+// ---------------------------------------------------------------- errors
+
+#[tokio::test]
+async fn dead_endpoint_is_502_connect_failed() {
+    let w = start(&[dead_endpoint()], "", "").await;
+    let reply = get(w.addr("web"), "/api/x").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(reply.header("weir-error"), Some("upstream-connect-failed"));
+}
+
+#[tokio::test]
+async fn resetting_upstream_is_502_upstream_failed() {
+    let up = Upstream::echo().reset().start().await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let reply = get(w.addr("web"), "/api/x").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(reply.header("weir-error"), Some("upstream-failed"));
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504_after_the_route_timeout() {
+    let up = Upstream::echo().slow(5_000).start().await;
+    let w = start(&[up.endpoint()], "timeout = \"300ms\"", "").await;
+    let started = Instant::now();
+    let reply = get(w.addr("web"), "/api/slow").await;
+    let took = started.elapsed();
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.header("weir-error"), Some("upstream-timeout"));
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
+        "answered after {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_endpoint_is_503_with_retry_after() {
+    // A name that never resolves (the DNS server does not exist) leaves the
+    // region without endpoints.
+    let dns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns_addr = dns.local_addr().unwrap();
+    drop(dns);
+    let cfg = format!(
+        "{}\n[dns]\nservers = [\"{dns_addr}\"]\n",
+        proxy_config(&["api.never.invalid:8080".to_owned()], "", "")
+    );
+    let w = weir().start(&cfg).await;
+    let reply = get(w.addr("web"), "/api/x").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.header("weir-error"), Some("no-healthy-endpoint"));
+    let retry_after: u64 = reply
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!(retry_after >= 1);
+}
+
+#[tokio::test]
+async fn upstream_dying_mid_body_fails_the_client_body_without_hanging() {
+    let up = Upstream::echo().dies_mid_body().start().await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let addr = w.addr("web");
+    let outcome = timeout(Duration::from_secs(5), async move {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let response = match sender.send_request(request("GET", "/api/dies", &[])).await {
+            Ok(r) => r,
+            Err(e) => return Err(format!("no response: {e}")),
+        };
+        let status = response.status();
+        match response.into_body().collect().await {
+            Ok(body) => Ok((status, body.to_bytes().len())),
+            Err(e) => Err(format!("body failed: {e}")),
+        }
+    })
+    .await
+    .expect("the client is not left hanging");
+    if let Ok((status, len)) = outcome {
+        assert!(
+            status != StatusCode::OK || len < 1000,
+            "a truncated upstream body was passed off as complete: {status} {len} bytes"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- retries
+
+#[tokio::test]
+async fn idempotent_requests_are_retried_on_another_endpoint() {
+    let live = Upstream::named("live").start().await;
+    let w = start(&[dead_endpoint(), live.endpoint()], "retries = 1", "").await;
+    let mut failures = Vec::new();
+    for i in 0..20 {
+        let reply = get(w.addr("web"), &format!("/api/{i}")).await;
+        if reply.status != StatusCode::OK {
+            failures.push(format!(
+                "#{i}: {} {:?}",
+                reply.status,
+                reply.header("weir-error")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(
+        live.stats.requests(),
+        20,
+        "each request reached the live one once"
+    );
+}
+
+#[tokio::test]
+async fn retries_never_go_twice_to_the_same_endpoint() {
+    let reset = Upstream::named("reset").reset().start().await;
+    let w = start(&[reset.endpoint(), dead_endpoint()], "retries = 3", "").await;
+    for i in 0..5 {
+        let reply = get(w.addr("web"), &format!("/api/{i}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "#{i}");
+        let reason = reply.header("weir-error").unwrap_or("");
+        assert!(
+            reason == "upstream-failed" || reason == "upstream-connect-failed",
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        reset.stats.connections(),
+        5,
+        "with 3 retries and 2 endpoints, each request tries the resetting one exactly once"
+    );
+}
+
+#[tokio::test]
+async fn requests_with_a_body_are_not_retried_once_sent() {
+    let reset = Upstream::named("reset").reset().start().await;
+    let live = Upstream::named("live").start().await;
+    let w = start(&[reset.endpoint(), live.endpoint()], "retries = 1", "").await;
+    let (mut ok, mut failed) = (0, 0);
+    for i in 0..10 {
+        let reply = send(w.addr("web"), post(&format!("/api/{i}"), b"payload")).await;
+        match reply.status {
+            StatusCode::OK => ok += 1,
+            StatusCode::BAD_GATEWAY => {
+                assert_eq!(reply.header("weir-error"), Some("upstream-failed"));
+                failed += 1;
+            }
+            other => panic!("#{i}: {other} {}", reply.text()),
+        }
+    }
+    assert!(failed >= 1, "some POSTs went to the resetting endpoint");
+    assert_eq!(live.stats.requests(), ok, "no failed POST was replayed");
+    assert_eq!(reset.stats.connections(), failed);
+
+    // The same pair with GETs: every one retried onto the live endpoint.
+    for i in 0..10 {
+        let reply = get(w.addr("web"), &format!("/api/get{i}")).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "GET #{i}: {:?}",
+            reply.header("weir-error")
+        );
+    }
+
+    // Only a dead endpoint: the POST fails with 502, nothing else to try.
+    let w = start(&[dead_endpoint()], "retries = 2", "").await;
+    let reply = send(w.addr("web"), post("/api/x", b"payload")).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(reply.header("weir-error"), Some("upstream-connect-failed"));
+}
+
+#[tokio::test]
+async fn without_retries_a_failed_request_is_not_sent_again() {
+    // `retries = 0` (the default): a request that reached an endpoint and
+    // failed there is not tried elsewhere. (A connection that never opened
+    // goes on to the next endpoint whatever `retries` says: nothing was
+    // sent, as with nginx's `proxy_next_upstream error`.)
+    let reset = Upstream::named("reset").reset().start().await;
+    let live = Upstream::named("live").start().await;
+    let w = start(&[reset.endpoint(), live.endpoint()], "", "").await;
+    let mut failed = 0;
+    for i in 0..20 {
+        let reply = get(w.addr("web"), &format!("/api/{i}")).await;
+        if reply.status != StatusCode::OK {
+            assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+            assert_eq!(reply.header("weir-error"), Some("upstream-failed"));
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "retries = 0 retried every failed request");
+    assert_eq!(live.stats.requests(), 20 - failed);
+    assert_eq!(reset.stats.connections(), failed);
+}
+
+// ---------------------------------------------------------------- stale pooled connections
+
+async fn sequential_gets_without_errors(up: &Upstream, count: usize) {
+    let w = start(&[up.endpoint()], "", "").await;
+    let mut client = KeepAlive::connect(w.addr("web")).await;
+    let mut errors = Vec::new();
+    for i in 0..count {
+        let result = client.get(&format!("/api/{i}"), &[]).await;
+        if let Err(e) = ok_or_describe(i, result) {
+            errors.push(e);
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "{} of {count} requests failed, first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+}
+
+#[tokio::test]
+async fn upstream_closing_after_every_response_causes_no_client_errors() {
+    let up = Upstream::echo().closes_every(1).start().await;
+    sequential_gets_without_errors(&up, 200).await;
+    assert!(up.stats.requests() >= 200);
+}
+
+#[tokio::test]
+async fn pooled_connection_dying_at_reuse_is_retried_without_client_error() {
+    // The upstream closes (with a reset) a kept-alive connection exactly
+    // when the next request arrives on it: that request was sent, got no
+    // answer, and is idempotent, so weir must send it again on a fresh
+    // connection even with `retries` unset and one endpoint.
+    let up = Upstream::echo().closes_on_reuse(1).start().await;
+    sequential_gets_without_errors(&up, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_requests_with_an_upstream_closing_every_100th_request() {
+    let up = Upstream::echo().closes_every(100).start().await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let addr = w.addr("web");
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        workers.push(tokio::spawn(async move {
+            let mut client = KeepAlive::connect(addr).await;
+            let mut errors = Vec::new();
+            for i in 0..2500 {
+                let result = client.get(&format!("/api/{worker}/{i}"), &[]).await;
+                if let Err(e) = ok_or_describe(i, result) {
+                    errors.push(e);
+                }
+            }
+            errors
+        }));
+    }
+    let mut errors = Vec::new();
+    for worker in workers {
+        errors.extend(
+            timeout(Duration::from_secs(180), worker)
+                .await
+                .expect("10,000 requests finished in time")
+                .unwrap(),
+        );
+    }
+    assert!(
+        errors.is_empty(),
+        "{} of 10000 requests failed in {:?}, first: {:?}",
+        errors.len(),
+        started.elapsed(),
+        &errors[..errors.len().min(5)]
+    );
+    assert!(
+        up.stats.connections() >= 100,
+        "the upstream really closed connections"
+    );
+}
+
+// ---------------------------------------------------------------- load balancing
+
+async fn counts_by_upstream(
+    w: &Weir,
+    requests: usize,
+    headers: &[(&str, &str)],
+) -> HashMap<String, usize> {
+    let mut client = KeepAlive::connect(w.addr("web")).await;
+    let mut counts = HashMap::new();
+    for i in 0..requests {
+        let reply = ok_or_describe(i, client.get(&format!("/api/{i}"), headers).await).unwrap();
+        *counts
+            .entry(reply.header("x-upstream").unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn round_robin_splits_exactly() {
+    let a = Upstream::named("a").start().await;
+    let b = Upstream::named("b").start().await;
+    let c = Upstream::named("c").start().await;
+    let w = start(
+        &[a.endpoint(), b.endpoint(), c.endpoint()],
+        "",
+        "load_balance = \"round_robin\"",
+    )
+    .await;
+    let counts = counts_by_upstream(&w, 300, &[]).await;
+    for name in ["a", "b", "c"] {
+        assert_eq!(counts.get(name), Some(&100), "{counts:?}");
+    }
+}
+
+async fn assert_sticky(load_balance: &str, header: &str, value: impl Fn(usize) -> String) {
+    let a = Upstream::named("a").start().await;
+    let b = Upstream::named("b").start().await;
+    let c = Upstream::named("c").start().await;
+    let w = start(
+        &[a.endpoint(), b.endpoint(), c.endpoint()],
+        "",
+        &format!("load_balance = \"{load_balance}\""),
+    )
+    .await;
+    let mut client = KeepAlive::connect(w.addr("web")).await;
+    let mut by_user: HashMap<usize, HashSet<String>> = HashMap::new();
+    for round in 0..4 {
+        for user in 0..30 {
+            let value = value(user);
+            let reply = ok_or_describe(
+                round * 100 + user,
+                client.get("/api/x", &[(header, value.as_str())]).await,
+            )
+            .unwrap();
+            by_user
+                .entry(user)
+                .or_default()
+                .insert(reply.header("x-upstream").unwrap().to_owned());
+        }
+    }
+    for (user, upstreams) in &by_user {
+        assert_eq!(
+            upstreams.len(),
+            1,
+            "{load_balance}: user {user} went to {upstreams:?}"
+        );
+    }
+    let used: HashSet<&String> = by_user.values().flatten().collect();
+    assert!(used.len() >= 2, "{load_balance}: 30 users all on {used:?}");
+}
+
+#[tokio::test]
+async fn hash_header_keeps_a_user_on_one_upstream() {
+    assert_sticky("hash:header:x-user", "x-user", |u| format!("user-{u}")).await;
+}
+
+#[tokio::test]
+async fn hash_cookie_keeps_a_session_on_one_upstream() {
+    assert_sticky("hash:cookie:sid", "cookie", |u| {
+        format!("theme=dark; sid=s{u}; other=1")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn least_request_favours_the_fast_upstream() {
+    let slow = Upstream::named("slow").slow(200).start().await;
+    let fast = Upstream::named("fast").start().await;
+    let w = start(
+        &[slow.endpoint(), fast.endpoint()],
+        "",
+        "load_balance = \"least_request\"",
+    )
+    .await;
+    let addr = w.addr("web");
+    let until = Instant::now() + Duration::from_millis(1500);
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(tokio::spawn(async move {
+            let mut client = KeepAlive::connect(addr).await;
+            let mut errors = 0;
+            while Instant::now() < until {
+                if ok_or_describe(0, client.get("/api/lr", &[]).await).is_err() {
+                    errors += 1;
+                }
+            }
+            errors
+        }));
+    }
+    for client in clients {
+        assert_eq!(
+            timeout(T, client).await.unwrap().unwrap(),
+            0,
+            "client errors"
+        );
+    }
+    let (s, f) = (slow.stats.requests(), fast.stats.requests());
+    assert!(f > 3 * s, "least_request: slow got {s}, fast got {f}");
+}
+
+// ---------------------------------------------------------------- gRPC, WebSocket
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_h2c_streams_both_ways_and_keeps_trailers() {
+    let up = Upstream::grpc().await;
+    let w = start(&[up.endpoint()], "", "protocol = \"h2c\"").await;
+    let addr = w.addr("web");
+    let stream = timeout(T, TcpStream::connect(addr)).await.unwrap().unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let (tx, body) = channel_body(1);
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!(
+            "http://grpc.test:{}/api/echo.Echo/Stream",
+            addr.port()
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap();
+    let response = timeout(T, sender.send_request(req))
+        .await
+        .expect("response head before the request body ended")
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    for i in 0..3 {
+        let chunk = Bytes::from(format!("\0\0\0\0\x07frame-{i}"));
+        tx.send(chunk.clone()).await.expect("send chunk");
+        // Each echo arrives before the next chunk is sent: streaming.
+        let mut got = Vec::new();
+        while got.len() < chunk.len() {
+            let frame = timeout(Duration::from_secs(5), body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("echo of chunk {i} in time"))
+                .expect("a frame")
+                .expect("frame ok");
+            got.extend_from_slice(&frame.into_data().expect("data frame"));
+        }
+        assert_eq!(got, chunk, "chunk {i}");
+    }
+    drop(tx);
+    let mut trailers = None;
+    while let Some(frame) = timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("end in time")
+    {
+        if let Ok(t) = frame.expect("frame ok").into_trailers() {
+            trailers = Some(t);
+        }
+    }
+    let trailers = trailers.expect("trailers reached the client");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert_eq!(trailers.get("grpc-message").unwrap(), "ok");
+    assert_eq!(up.stats.paths(), ["/api/echo.Echo/Stream"]);
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_bytes_both_ways_until_close() {
+    let up = Upstream::websocket().await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let mut s = TcpStream::connect(w.addr("web")).await.unwrap();
+    s.write_all(
+        b"GET /api/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = timeout(T, s.read(&mut byte))
+            .await
+            .expect("101 in time")
+            .unwrap();
+        assert!(
+            n == 1,
+            "closed before the head: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(head.contains("connection: upgrade"), "{head}");
+
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    for message in [&b"hello"[..], b"from the other side", &big] {
+        s.write_all(message).await.unwrap();
+        let mut back = vec![0u8; message.len()];
+        timeout(T, s.read_exact(&mut back))
+            .await
+            .expect("echo in time")
+            .expect("echo");
+        assert!(back == message, "echo differs ({} bytes)", message.len());
+    }
+
+    s.shutdown().await.unwrap();
+    let mut rest = [0u8; 16];
+    let n = timeout(Duration::from_secs(5), s.read(&mut rest))
+        .await
+        .expect("closing the client side ends the tunnel")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing after close");
+    assert!(
+        support::eventually(Duration::from_secs(5), || async {
+            up.stats.sessions_ended() == 1
+        })
+        .await,
+        "the upstream side ended too"
+    );
+}
+
+// ---------------------------------------------------------------- compression
+
+fn json_20k() -> String {
+    let mut s = String::from("[");
+    let mut i = 0;
+    while s.len() < 20 * 1024 {
+        s.push_str(&format!(
+            "{{\"id\":{i},\"name\":\"user-{i}\",\"active\":true,\"tags\":[\"a\",\"b\"]}},"
+        ));
+        i += 1;
+    }
+    s.push_str("{}]");
+    s
+}
+
+#[tokio::test]
+async fn unencoded_json_is_compressed_for_clients_that_accept_it() {
+    let json = json_20k();
+    let up = Upstream::echo()
+        .body(json.clone())
+        .header("content-type", "application/json")
+        .start()
+        .await;
+    let w = start(&[up.endpoint()], "", "").await;
+
+    let gz = send(
+        w.addr("web"),
+        request("GET", "/api/data", &[("accept-encoding", "gzip")]),
+    )
+    .await;
+    assert_eq!(gz.status, StatusCode::OK);
+    assert_eq!(
+        gz.header("content-encoding"),
+        Some("gzip"),
+        "{:?}",
+        gz.headers
+    );
+    assert!(
+        gz.header("vary")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("accept-encoding")),
+        "{:?}",
+        gz.headers
+    );
+    assert!(
+        gz.body.len() < json.len() / 2,
+        "compressed to {} bytes",
+        gz.body.len()
+    );
+    let mut decoded = Vec::new();
+    async_compression::tokio::bufread::GzipDecoder::new(&gz.body[..])
+        .read_to_end(&mut decoded)
+        .await
+        .expect("valid gzip");
+    assert!(decoded == json.as_bytes(), "gzip decodes to the original");
+
+    let plain = get(w.addr("web"), "/api/data").await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(plain.header("content-encoding"), None);
+    assert!(
+        plain.body == json.as_bytes(),
+        "identity without Accept-Encoding"
+    );
+}
+
+#[tokio::test]
+async fn an_already_encoded_response_passes_untouched() {
+    let encoded: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let up = Upstream::echo()
+        .body(encoded.clone())
+        .header("content-type", "application/json")
+        .header("content-encoding", "br")
+        .start()
+        .await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let reply = send(
+        w.addr("web"),
+        request("GET", "/api/data", &[("accept-encoding", "gzip, br")]),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-encoding"), Some("br"));
+    assert!(reply.body == encoded, "body untouched");
+}
+
+// ---------------------------------------------------------------- rate limit
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after_once_the_burst_is_spent() {
+    let up = Upstream::echo().start().await;
+    let w = start(
+        &[up.endpoint()],
+        "rate_limit = { per_ip = \"5/s\", burst = 5 }",
+        "",
+    )
+    .await;
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for i in 0..8 {
+        let reply = get(w.addr("web"), &format!("/api/{i}")).await;
+        statuses.push(reply.status.as_u16());
+        if reply.status == StatusCode::TOO_MANY_REQUESTS && limited.is_none() {
+            limited = Some(reply);
+        }
+    }
+    assert_eq!(
+        &statuses[..6],
+        [200, 200, 200, 200, 200, 429],
+        "{statuses:?}"
+    );
+    let limited = limited.unwrap();
+    assert_eq!(limited.header("weir-error"), Some("rate-limited"));
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!(retry_after >= 1);
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(
+        up.stats.requests(),
+        passed,
+        "limited requests never reach the upstream"
+    );
+}
+
+// ---------------------------------------------------------------- smuggling
+
+const SMUGGLED: &str = "GET /api/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[tokio::test]
+async fn request_smuggling_probes_are_refused() {
+    let probes: [(&str, String); 8] = [
+        (
+            "CL then TE",
+            format!(
+                "POST /api/probe HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"
+            ),
+        ),
+        (
+            "TE then CL",
+            format!(
+                "POST /api/probe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\n{SMUGGLED}"
+            ),
+        ),
+        (
+            "two Content-Lengths",
+            format!(
+                "POST /api/probe HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\nhello{SMUGGLED}"
+            ),
+        ),
+        (
+            "Content-Length list",
+            format!(
+                "POST /api/probe HTTP/1.1\r\nHost: x\r\nContent-Length: 0, 5\r\n\r\nhello{SMUGGLED}"
+            ),
+        ),
+        (
+            "obs-fold",
+            format!("GET /api/probe HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n{SMUGGLED}"),
+        ),
+        (
+            "invalid chunk size",
+            format!(
+                "POST /api/probe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n{SMUGGLED}"
+            ),
+        ),
+        (
+            "Transfer-Encoding not ending in chunked",
+            format!(
+                "POST /api/probe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n{SMUGGLED}"
+            ),
+        ),
+        (
+            "space before the colon",
+            format!(
+                "POST /api/probe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"
+            ),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, probe) in &probes {
+        let up = Upstream::echo().start().await;
+        let w = start(&[up.endpoint()], "", "").await;
+        let (answer, closed) =
+            support::raw(w.addr("web"), probe.as_bytes(), Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let first = answer.lines().next().unwrap_or("").to_owned();
+        let responses = answer.matches("HTTP/1.1 ").count();
+        let paths = up.stats.paths();
+        let refused = answer.is_empty() || first.starts_with("HTTP/1.1 400");
+        // RFC 9112 6.1 lets a server process CL+TE by Transfer-Encoding
+        // alone (Content-Length dropped) provided it closes the connection
+        // after responding: nothing can follow on that connection.
+        let both = name.starts_with("CL then TE") || name.starts_with("TE then CL");
+        let closed_after_one = closed && responses == 1 && paths.len() == 1;
+        if !(refused || (both && closed_after_one)) {
+            failures.push(format!("{name}: answered {first:?} (closed: {closed})"));
+        }
+        if responses > 1 {
+            failures.push(format!("{name}: {responses} responses on one connection"));
+        }
+        if paths.len() > 1 || paths.iter().any(|p| p.contains("smuggled")) {
+            failures.push(format!("{name}: the upstream saw {paths:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+// ---------------------------------------------------------------- metrics
+
+#[tokio::test]
+async fn metrics_count_upstream_attempts_by_outcome() {
+    let up = Upstream::echo().start().await;
+    let w = start(&[up.endpoint(), dead_endpoint()], "", "").await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(
+            get(w.addr("web"), &format!("/api/{i}"))
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let metrics = get(w.admin, "/metrics").await.text();
+    let ok = sample(
+        &metrics,
+        r#"weir_upstream_attempts_total{service="api",region="default",outcome="ok"}"#,
+    );
+    let connect = sample(
+        &metrics,
+        r#"weir_upstream_attempts_total{service="api",region="default",outcome="connect_error"}"#,
+    );
+    let attempts: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("weir_upstream_attempts_total"))
+        .collect();
+    assert!(ok.is_some_and(|v| v >= 1.0), "ok attempts: {attempts:#?}");
+    assert!(
+        connect.is_some_and(|v| v >= 1.0),
+        "connect errors: {attempts:#?}"
+    );
+    let served = statuses.iter().filter(|s| **s == 200).count() as f64;
+    assert_eq!(ok, Some(served), "{attempts:#?}");
+}
