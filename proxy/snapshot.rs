@@ -63,6 +63,7 @@ impl Snapshot {
     /// Needs a Tokio runtime; call once, right before it is published.
     pub fn start_tasks(&self) {
         crate::upstream::start_dns(&self.services, self.dns.as_ref(), &self.stop_tasks);
+        crate::upstream::start_health(&self.services, &self.stop_tasks);
     }
 
     pub fn listener(&self, name: &str) -> Option<&Arc<ListenerSpec>> {

@@ -502,7 +502,8 @@ async fn no_endpoint_is_503_with_retry_after() {
         "{}",
         reply.text()
     );
-    assert_eq!(reply.header("weir-error"), Some("no-healthy-endpoint"));
+    // The only backend of the route is down: the route has no healthy backend.
+    assert_eq!(reply.header("weir-error"), Some("no-healthy-backend"));
     let retry_after: u64 = reply
         .header("retry-after")
         .and_then(|v| v.parse().ok())

@@ -146,5 +146,5 @@ endpoints = ["nowhere.test:80"]
     );
     let reply = get(w.addr("web"), "/").await;
     assert_eq!(reply.status, 503);
-    assert_eq!(reply.header("weir-error"), Some("no-healthy-endpoint"));
+    assert_eq!(reply.header("weir-error"), Some("no-healthy-backend"));
 }

@@ -15,7 +15,13 @@ pub fn status(snapshot: &Snapshot) -> Value {
                 .split
                 .backends()
                 .iter()
-                .map(|b| json!({ "name": &*b.name, "weight": b.weight, "effective_weight": b.weight }))
+                .map(|b| {
+                    json!({
+                        "name": &*b.name,
+                        "weight": b.weight,
+                        "effective_weight": route.split.effective_weight(b),
+                    })
+                })
                 .collect();
             json!({ "name": &*route.name, "backends": backends, "rollout": null })
         })
@@ -50,7 +56,7 @@ pub fn status(snapshot: &Snapshot) -> Value {
                 .collect();
             json!({
                 "name": service.name,
-                "active_region": service.regions.first().map(|r| &*r.name),
+                "active_region": service.active_region().map(|r| &*r.name),
                 "regions": regions,
             })
         })

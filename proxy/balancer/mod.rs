@@ -19,6 +19,16 @@ pub struct Backend {
     pub metrics: BackendMetrics,
 }
 
+impl Backend {
+    /// Sites are always up; a service is up while any endpoint is healthy.
+    pub fn available(&self) -> bool {
+        match &self.target {
+            Target::Site(_) => true,
+            Target::Service(service) => service.available(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum Target {
     Site(Arc<Site>),

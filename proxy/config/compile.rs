@@ -282,6 +282,7 @@ fn compile_service(
         load_balance: service.load_balance.clone(),
         pool,
         opened,
+        health: service.health.clone(),
         scheme: if tls.is_some() { "https" } else { "http" },
         budget: Default::default(),
     })

@@ -13,6 +13,7 @@ pub mod client;
 pub mod dns;
 pub mod endpoint;
 pub mod forward;
+pub mod health;
 pub mod proxy;
 pub mod retry;
 pub mod select;
@@ -38,6 +39,8 @@ pub struct Service {
     pub pool: client::Pool,
     /// Connections `pool` has opened (see `client::Counting`).
     pub opened: Arc<std::sync::atomic::AtomicU64>,
+    /// Active health checks, when configured.
+    pub health: Option<crate::config::schema::Health>,
     /// `https` for TLS services, else `http`.
     pub scheme: &'static str,
     pub budget: retry::Budget,
@@ -100,6 +103,41 @@ impl Region {
             next.push(kept.unwrap_or_else(|| Arc::new(Endpoint::new(addr))));
         }
         self.endpoints.store(Arc::new(next));
+    }
+}
+
+impl Service {
+    /// Whether any region has an endpoint that is not known to be down.
+    pub fn available(&self) -> bool {
+        self.regions.iter().any(|r| r.healthy() > 0)
+    }
+
+    /// The region requests go to: the first (in priority order) with a
+    /// healthy endpoint; the first when none has one.
+    pub fn active_region(&self) -> Option<&Region> {
+        self.regions
+            .iter()
+            .find(|r| r.healthy() > 0)
+            .or(self.regions.first())
+    }
+}
+
+impl Region {
+    pub fn healthy(&self) -> usize {
+        self.endpoints
+            .load()
+            .iter()
+            .filter(|e| e.is_healthy())
+            .count()
+    }
+}
+
+/// Starts the active health checks of every service that configures them.
+pub fn start_health(services: &[Arc<Service>], stop: &tokio::sync::watch::Sender<bool>) {
+    for service in services {
+        if let Some(check) = service.health.clone() {
+            tokio::spawn(health::watch(service.clone(), check, stop.subscribe()));
+        }
     }
 }
 

@@ -114,8 +114,7 @@ pub async fn proxy(
         _ => Version::HTTP_11,
     };
 
-    // Only the first region for now; region failover comes with health checks.
-    let Some(region) = service.regions.first() else {
+    let Some(region) = service.active_region() else {
         return Reject::NoHealthyEndpoint.response();
     };
     let endpoints = region.endpoints.load_full();
