@@ -172,6 +172,21 @@ endpoints = ["{}"]
     assert_eq!(service["active_region"], "eu-west-1", "{status}");
     assert_eq!(service["regions"][0]["healthy"], 0);
     assert_eq!(service["regions"][0]["endpoints"][0]["healthy"], false);
+    let metrics = get(w.admin, "/metrics").await.text();
+    for line in [
+        r#"weir_active_region{service="api",region="eu-west-1"} 1"#,
+        r#"weir_active_region{service="api",region="us-east-1"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    let east_down = format!(
+        r#"weir_endpoint_healthy{{service="api",region="us-east-1",endpoint="{}"}} 0"#,
+        east.addr
+    );
+    assert!(
+        metrics.contains(&east_down),
+        "missing {east_down} in\n{metrics}"
+    );
 
     east.healthy.store(true, Ordering::Relaxed);
     assert!(

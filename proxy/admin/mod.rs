@@ -60,11 +60,14 @@ async fn route(req: Request<Incoming>, app: &App) -> Response<Body> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }
-        ("/metrics", Method::GET | Method::HEAD) => with_type(
-            StatusCode::OK,
-            metrics::CONTENT_TYPE,
-            metrics::render(app.registry()),
-        ),
+        ("/metrics", Method::GET | Method::HEAD) => {
+            app.metrics.observe_services(&app.snapshot().services);
+            with_type(
+                StatusCode::OK,
+                metrics::CONTENT_TYPE,
+                metrics::render(app.registry()),
+            )
+        }
         ("/status", Method::GET | Method::HEAD) => {
             json(StatusCode::OK, &status::status(&app.snapshot()))
         }

@@ -36,6 +36,19 @@ pub struct AttemptLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub service: String,
+    pub region: String,
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    pub service: String,
+    pub region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EncodingLabels {
     pub encoding: &'static str,
 }
@@ -64,6 +77,8 @@ pub struct Metrics {
     /// `weir_response_bytes_total` per encoding, in `ENCODINGS` order.
     response_bytes: [Counter; 4],
     upstream_attempts: Family<AttemptLabels, Counter>,
+    endpoint_healthy: Family<EndpointLabels, Gauge>,
+    active_region: Family<RegionLabels, Gauge>,
 }
 
 /// Content encodings counted by `weir_response_bytes_total`.
@@ -81,6 +96,8 @@ impl Metrics {
             config_reloads: Family::default(),
             response_bytes: Default::default(),
             upstream_attempts: Family::default(),
+            endpoint_healthy: Family::default(),
+            active_region: Family::default(),
         };
         let bytes: Family<EncodingLabels, Counter> = Family::default();
         let metrics = Metrics {
@@ -117,6 +134,16 @@ impl Metrics {
             "upstream_attempts",
             "Attempts to reach an upstream, by service, region and outcome",
             metrics.upstream_attempts.clone(),
+        );
+        registry.register(
+            "endpoint_healthy",
+            "1 when an endpoint is healthy, 0 when not",
+            metrics.endpoint_healthy.clone(),
+        );
+        registry.register(
+            "active_region",
+            "1 for the region a service sends its traffic to, 0 for standby regions",
+            metrics.active_region.clone(),
         );
         registry.register(
             "config_reloads",
@@ -174,6 +201,34 @@ impl Metrics {
             connect_error: counter("connect_error"),
             timeout: counter("timeout"),
             error: counter("error"),
+        }
+    }
+
+    /// Sets the health and region gauges from the live state, dropping
+    /// series of endpoints and regions that are gone (called per scrape).
+    pub fn observe_services(&self, services: &[std::sync::Arc<crate::upstream::Service>]) {
+        self.endpoint_healthy.clear();
+        self.active_region.clear();
+        for service in services {
+            let active = service.active_region().map(|r| r.name.clone());
+            for region in &service.regions {
+                let is_active = active.as_ref().is_some_and(|a| *a == region.name);
+                self.active_region
+                    .get_or_create(&RegionLabels {
+                        service: service.name.clone(),
+                        region: region.name.to_string(),
+                    })
+                    .set(i64::from(is_active));
+                for endpoint in region.endpoints.load().iter() {
+                    self.endpoint_healthy
+                        .get_or_create(&EndpointLabels {
+                            service: service.name.clone(),
+                            region: region.name.to_string(),
+                            endpoint: endpoint.addr.to_string(),
+                        })
+                        .set(i64::from(endpoint.is_healthy()));
+                }
+            }
         }
     }
 
