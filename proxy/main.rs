@@ -1,7 +1,7 @@
 //! The `weir` command line: run, check, serve, version. Exit codes: 0 ok,
 //! 1 bad config or usage, 2 runtime failure.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,6 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use weir::app::Server;
 use weir::config::{self, ConfigError, Document};
+use weir::tls::selfsigned::{PemFiles, SelfSigned};
 
 #[derive(Parser)]
 #[command(
@@ -36,10 +37,11 @@ enum Command {
         /// Directory to serve (default: the current one).
         #[arg(value_parser = existing_dir)]
         dir: Option<PathBuf>,
-        /// Address to listen on.
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = listen_addr)]
-        listen: SocketAddr,
-        /// Serve HTTPS with an in-memory self-signed certificate.
+        /// Address to listen on [default: 127.0.0.1:8080, with --tls 127.0.0.1:8443].
+        #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
+        listen: Option<SocketAddr>,
+        /// Serve HTTPS (h2 and http/1.1) with a fresh self-signed certificate
+        /// for localhost; its SHA-256 fingerprint is printed.
         #[arg(long)]
         tls: bool,
     },
@@ -74,13 +76,34 @@ fn main() -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Serve { dir, listen, tls } => {
-            if tls {
-                eprintln!("weir: serve --tls is not available yet");
-                return ExitCode::from(USAGE_ERROR);
-            }
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
-            match serve_document(&dir, listen) {
-                Ok(doc) => run(doc),
+            if !tls {
+                let listen = listen.unwrap_or(SERVE_LISTEN);
+                return match serve_document(&dir, listen, None) {
+                    Ok(doc) => run(doc),
+                    Err(e) => config_failed(&e),
+                };
+            }
+            let listen = listen.unwrap_or(SERVE_TLS_LISTEN);
+            // The config names certificates by file: the pair goes into a
+            // private temporary directory that lives as long as `files`.
+            let (fingerprint, files) = match SelfSigned::generate().and_then(|cert| {
+                let files = cert.write_private()?;
+                Ok((cert.fingerprint(), files))
+            }) {
+                Ok(made) => made,
+                Err(e) => {
+                    eprintln!("weir: {e}");
+                    return ExitCode::from(RUNTIME_ERROR);
+                }
+            };
+            match serve_document(&dir, listen, Some(&files)) {
+                Ok(doc) => {
+                    println!(
+                        "weir: self-signed certificate for localhost, SHA-256 fingerprint {fingerprint}"
+                    );
+                    run(doc)
+                }
                 Err(e) => config_failed(&e),
             }
         }
@@ -132,12 +155,28 @@ fn run_document(file: Option<&Path>) -> Result<Document, ConfigError> {
     }
 }
 
-/// `weir serve`: one listener, one site with SPA fallback, admin on an
-/// ephemeral port so several can run side by side.
-fn serve_document(dir: &Path, listen: SocketAddr) -> Result<Document, ConfigError> {
+/// `weir serve` listens here unless `--listen` says otherwise.
+const SERVE_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// `weir serve --tls` listens here unless `--listen` says otherwise.
+const SERVE_TLS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8443);
+
+/// `weir serve`: one listener (TLS with `cert` when given), one site with
+/// SPA fallback, admin on an ephemeral port so several can run side by side.
+fn serve_document(
+    dir: &Path,
+    listen: SocketAddr,
+    cert: Option<&PemFiles>,
+) -> Result<Document, ConfigError> {
+    let tls = cert.map_or_else(String::new, |files| {
+        format!(
+            "[listeners.tls]\ncerts = [{{ cert = {cert}, key = {key} }}]\n",
+            cert = toml_string(&files.cert().to_string_lossy()),
+            key = toml_string(&files.key().to_string_lossy()),
+        )
+    });
     let text = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [[listeners]]\nname = \"serve\"\nbind = [{listen}]\n\
+         [[listeners]]\nname = \"serve\"\nbind = [{listen}]\n{tls}\
          [[routes]]\npath = \"/\"\nbackends = [{{ site = \"serve\" }}]\n\
          [sites.serve]\nroot = {root}\nspa = true\nprecompressed = [\"br\", \"zstd\", \"gzip\"]\n",
         listen = toml_string(&listen.to_string()),

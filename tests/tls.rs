@@ -27,6 +27,11 @@ fn connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> TlsConnector {
 }
 
 async fn start(pki: &Pki) -> support::Weir {
+    start_with(pki, "").await
+}
+
+/// `tls_extra` goes into `[listeners.tls]` (e.g. `hsts = "..."`).
+async fn start_with(pki: &Pki, tls_extra: &str) -> support::Weir {
     let mut builder = support::weir().file("www/index.html", "secure\n");
     let mut certs = Vec::new();
     for (i, (cert, key, _)) in pki.leaves.iter().enumerate() {
@@ -36,7 +41,7 @@ async fn start(pki: &Pki) -> support::Weir {
         certs.push(format!("{{ cert = \"c{i}.pem\", key = \"k{i}.pem\" }}"));
     }
     let config = format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"tls\"\nbind = [\"127.0.0.1:0\"]\n[listeners.tls]\ncerts = [{}]\n\n[access_log]\nformat = \"off\"\n\n[[routes]]\npath = \"/\"\nbackends = [{{ site = \"www\" }}]\n\n[sites.www]\nroot = \"www\"\n",
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"tls\"\nbind = [\"127.0.0.1:0\"]\n[listeners.tls]\ncerts = [{}]\n{tls_extra}\n\n[access_log]\nformat = \"off\"\n\n[[routes]]\npath = \"/\"\nbackends = [{{ site = \"www\" }}]\n\n[sites.www]\nroot = \"www\"\n",
         certs.join(", ")
     );
     builder.start(&config).await
@@ -148,4 +153,79 @@ async fn plaintext_on_the_tls_port_is_dropped_and_server_keeps_serving() {
     )
     .await;
     assert_eq!(leaf, pki.leaves[0].2);
+}
+
+async fn get_over_tls(
+    w: &support::Weir,
+    pki: &Pki,
+    alpn: &[u8],
+) -> http::Response<hyper::body::Incoming> {
+    let (stream, _) = handshake(w.addr("tls"), &connector(&pki.ca, &[alpn]), "localhost").await;
+    let req = http::Request::get("https://localhost/")
+        .header("host", "localhost")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    if alpn == b"h2" {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn hsts_is_on_every_tls_response_when_configured() {
+    let pki = pki(&[&["localhost"]]);
+    let w = start_with(&pki, "hsts = \"max-age=63072000; includeSubDomains\"").await;
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        let reply = get_over_tls(&w, &pki, alpn).await;
+        assert_eq!(
+            reply
+                .headers()
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap()),
+            Some("max-age=63072000; includeSubDomains"),
+            "{alpn:?}"
+        );
+    }
+    let plain = start(&pki).await;
+    let reply = get_over_tls(&plain, &pki, b"http/1.1").await;
+    assert!(reply.headers().get("strict-transport-security").is_none());
+}
+
+#[tokio::test]
+async fn a_client_that_agreed_on_http11_never_gets_http2() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = pki(&[&["localhost"]]);
+    let w = start(&pki).await;
+    let (mut stream, _) = handshake(
+        w.addr("tls"),
+        &connector(&pki.ca, &[b"http/1.1"]),
+        "localhost",
+    )
+    .await;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(support::STEP, stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    // An HTTP/2 server would answer with a SETTINGS frame (type 0x4 at byte 3).
+    let h2_settings = n >= 9 && buf[3] == 0x04;
+    assert!(
+        !h2_settings,
+        "served HTTP/2 after ALPN http/1.1: {:?}",
+        &buf[..n]
+    );
 }

@@ -132,6 +132,10 @@ pub fn compile(
                         certs,
                         min_version: tls.min_version,
                         hsts: tls.hsts.clone(),
+                        hsts_header: tls
+                            .hsts
+                            .as_deref()
+                            .and_then(|h| http::HeaderValue::from_str(h).ok()),
                         server_config,
                     }),
                     Err(e) => {

@@ -144,6 +144,11 @@ fn listeners(check: &mut Check<'_>, config: &Config) {
             );
         }
         if let Some(tls) = &listener.tls {
+            if let Some(hsts) = &tls.hsts
+                && http::HeaderValue::from_str(hsts).is_err()
+            {
+                check.error(format!("{at}.tls.hsts"), "not a valid header value");
+            }
             if tls.certs.is_empty() {
                 check.error(
                     format!("{at}.tls.certs"),

@@ -115,44 +115,103 @@ pub async fn serve(
         if let Some(stream) =
             crate::tls::accept(stream, &info, &app, limits.header_read_timeout).await
         {
-            serve_io(stream, info, app, limits, drain).await;
+            // The protocol follows ALPN: a client that agreed on http/1.1
+            // never gets HTTP/2, whatever its first bytes look like.
+            let alpn = match stream.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Alpn::H2,
+                Some(b"http/1.1") => Alpn::Http1,
+                _ => Alpn::Any,
+            };
+            serve_io(stream, alpn, info, app, limits, drain).await;
         }
     } else {
-        serve_io(stream, info, app, limits, drain).await;
+        serve_io(stream, Alpn::Any, info, app, limits, drain).await;
     }
 }
 
-async fn serve_io<I>(io: I, info: Arc<ConnInfo>, app: Arc<App>, limits: Limits, drain: Drain)
-where
+/// What TLS negotiated; plain TCP tells h1 from h2 by the preface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alpn {
+    Any,
+    Http1,
+    H2,
+}
+
+async fn serve_io<I>(
+    io: I,
+    alpn: Alpn,
+    info: Arc<ConnInfo>,
+    app: Arc<App>,
+    limits: Limits,
+    drain: Drain,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(ActivityIo {
         inner: io,
         info: info.clone(),
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let service_info = info.clone();
     let service = service_fn(move |req| {
         let app = app.clone();
         let info = service_info.clone();
         async move { Ok::<_, Infallible>(super::service::handle(req, info, &app).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
+    let max_header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
+    match alpn {
+        Alpn::Any => {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(max_header_list);
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            drive(conn, |c| c.graceful_shutdown(), &info, &limits, &drain).await;
+        }
+        // hyper-util's auto builder reads the preface whatever ALPN said,
+        // so a negotiated protocol gets its own builder.
+        Alpn::Http1 => {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes)
+                .serve_connection(io, service)
+                .with_upgrades();
+            drive(conn, |c| c.graceful_shutdown(), &info, &limits, &drain).await;
+        }
+        Alpn::H2 => {
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_header_list_size(max_header_list)
+                .serve_connection(io, service);
+            drive(conn, |c| c.graceful_shutdown(), &info, &limits, &drain).await;
+        }
+    }
+    drop(drain);
+}
 
+/// Serves `conn` until it ends, starting a graceful close on drain or when
+/// it has been idle (no request in flight, no byte moved) for `idle_timeout`.
+async fn drive<C, E>(
+    conn: C,
+    shut: impl Fn(Pin<&mut C>),
+    info: &ConnInfo,
+    limits: &Limits,
+    drain: &Drain,
+) where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(conn);
     let mut stop = drain.signal();
     let mut closing = drain.is_draining();
     if closing {
-        conn.as_mut().graceful_shutdown();
+        shut(conn.as_mut());
     }
     let check_every =
         (limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -167,19 +226,18 @@ where
             }
             _ = stop.changed(), if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                shut(conn.as_mut());
             }
             _ = watchdog.tick(), if !closing => {
                 let idle = info.state.in_flight.load(Ordering::Relaxed) == 0
                     && info.state.idle_for() >= limits.idle_timeout;
                 if idle {
                     closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    shut(conn.as_mut());
                 }
             }
         }
     }
-    drop(drain);
 }
 
 /// Marks the connection active on every byte moved.

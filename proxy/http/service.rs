@@ -49,6 +49,15 @@ pub async fn handle(mut req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) 
         // Same headers as GET (Content-Length included), never a body.
         *response.body_mut() = super::body::empty();
     }
+    if conn.tls
+        && let Some(hsts) = snapshot
+            .listener(&conn.listener)
+            .and_then(|l| l.tls.as_ref()?.hsts_header.clone())
+    {
+        response
+            .headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    }
     response.headers_mut().insert(REQUEST_ID, request_id);
     let upstream = response
         .extensions_mut()

@@ -31,6 +31,8 @@ pub struct TlsSpec {
     pub certs: Vec<Arc<CertifiedKey>>,
     pub min_version: TlsVersion,
     pub hsts: Option<String>,
+    /// `hsts` as the `Strict-Transport-Security` value, checked at compile.
+    pub hsts_header: Option<http::HeaderValue>,
     pub server_config: Arc<rustls::ServerConfig>,
 }
 
