@@ -41,7 +41,7 @@ pub fn status(snapshot: &Snapshot) -> Value {
                             json!({
                                 "address": e.addr.to_string(),
                                 "healthy": e.is_healthy(),
-                                "ejected": false,
+                                "ejected": e.is_ejected(std::time::Instant::now()),
                             })
                         })
                         .collect();

@@ -1,5 +1,6 @@
 //! Which backend of a route serves a request: the weighted split.
 
+pub mod affinity;
 pub mod split;
 
 use std::sync::Arc;

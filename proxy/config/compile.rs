@@ -10,6 +10,7 @@ use super::Document;
 use super::error::{ConfigError, Diagnostic};
 use super::schema::{self, AccessLogFormat};
 use super::validate::{resolve, route_name};
+use crate::balancer::affinity::Affinity;
 use crate::balancer::{Backend, Split, Target};
 use crate::http::compression::Coding;
 use crate::http::rate_limit::RateLimiter;
@@ -104,6 +105,15 @@ pub fn compile(
                 try_timeout: route.try_timeout.map(|d| d.0),
                 retries: route.retries,
                 rate_limit: route.rate_limit.as_ref().map(RateLimiter::new),
+                affinity: route
+                    .affinity
+                    .as_ref()
+                    .map(|a| Affinity::new(&a.cookie, a.max_age.map(|d| d.0))),
+                // Validated as a header name (from_bytes lowercases it).
+                override_header: route
+                    .override_header
+                    .as_ref()
+                    .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
             },
         });
     }
@@ -289,6 +299,12 @@ fn compile_service(
         health: service.health.clone(),
         scheme: if tls.is_some() { "https" } else { "http" },
         budget: Default::default(),
+        outlier: service
+            .outlier
+            .as_ref()
+            .map(crate::upstream::outlier::Policy::from),
+        failover: service.failover.as_ref().into(),
+        failover_state: Default::default(),
     })
 }
 

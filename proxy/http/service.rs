@@ -14,7 +14,7 @@ use super::conn::ConnInfo;
 use super::error::Reject;
 use super::observe::{Finish, LogFields, Observed};
 use crate::app::App;
-use crate::balancer::Target;
+use crate::balancer::{Target, affinity};
 use crate::http::rate_limit::Decision;
 use crate::router::{self, Route};
 use crate::snapshot::{AccessLog, Snapshot};
@@ -115,11 +115,26 @@ async fn dispatch(
             Some((route.clone(), usize::MAX)),
         );
     }
-    let Some(backend) = route.split.pick() else {
+    let Some(choice) = affinity::choose(
+        &route.name,
+        &route.split,
+        route.options.affinity.as_ref(),
+        route.options.override_header.as_ref(),
+        req.headers(),
+    ) else {
         return (
             Reject::NoBackend.response(),
             Some((route.clone(), usize::MAX)),
         );
+    };
+    let backend = choice.backend();
+    // Only the split's pick (re)pins a client; a forced or pinned choice
+    // leaves the cookie it has.
+    let pin = match (choice, &route.options.affinity) {
+        (affinity::Choice::Picked(_), Some(affinity)) => {
+            affinity.set_cookie(&route.name, &backend.name, conn.tls)
+        }
+        _ => None,
     };
     let index = route
         .split
@@ -127,7 +142,7 @@ async fn dispatch(
         .iter()
         .position(|b| std::ptr::eq(b, backend))
         .unwrap_or(usize::MAX);
-    let response = match &backend.target {
+    let mut response = match &backend.target {
         Target::Site(site) => {
             let path = if route.strip_prefix {
                 router::path::strip(&route.prefix, path)
@@ -140,6 +155,9 @@ async fn dispatch(
             crate::upstream::proxy::proxy(req, route, service, conn, &snapshot.compression).await
         }
     };
+    if let Some(cookie) = pin {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     (response, Some((route.clone(), index)))
 }
 

@@ -37,6 +37,10 @@ pub struct Options {
     /// Extra attempts for requests that are safe to repeat.
     pub retries: u32,
     pub rate_limit: Option<crate::http::rate_limit::RateLimiter>,
+    /// `affinity = { cookie, max_age }`: pin a client to its backend.
+    pub affinity: Option<crate::balancer::affinity::Affinity>,
+    /// `override_header`: a request naming a backend in it goes there.
+    pub override_header: Option<http::HeaderName>,
 }
 
 impl Route {

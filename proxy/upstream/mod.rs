@@ -6,21 +6,26 @@
 //! - `client`: the pooled HTTP client of a service.
 //! - `forward`: hop-by-hop and forwarding headers.
 //! - `retry`: which failures may be retried, within a budget.
+//! - `outlier`: passive ejection of endpoints that keep failing.
+//! - `failover`: which region takes the traffic (`min_healthy`, failback).
 //! - `proxy`: one request through attempts to a response (or a refusal).
 //! - `tunnel`: upgraded connections (WebSocket) copied both ways.
 
 pub mod client;
 pub mod dns;
 pub mod endpoint;
+pub mod failover;
 pub mod forward;
 pub mod health;
+pub mod outlier;
 pub mod proxy;
 pub mod retry;
 pub mod select;
 pub mod tunnel;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -44,6 +49,13 @@ pub struct Service {
     /// `https` for TLS services, else `http`.
     pub scheme: &'static str,
     pub budget: retry::Budget,
+    /// Passive outlier ejection, when `outlier` is configured.
+    pub outlier: Option<outlier::Policy>,
+    /// `failover` settings (defaults when absent, see `failover`).
+    pub failover: failover::Policy,
+    /// Which region is active; stepped by `active_region_at`, never held
+    /// across an await.
+    pub failover_state: Mutex<failover::State>,
 }
 
 #[derive(Debug)]
@@ -57,6 +69,8 @@ pub struct Region {
     pub attempts: Attempts,
     /// Configured endpoints that name a host, kept resolved by `dns::watch`.
     pub names: Vec<Arc<dns::Name>>,
+    /// Serializes ejection decisions, so the `max_ejected` cap holds.
+    pub eject_lock: Mutex<()>,
 }
 
 impl Region {
@@ -80,6 +94,7 @@ impl Region {
             cursor: select::Cursor::default(),
             attempts,
             names,
+            eject_lock: Mutex::new(()),
         }
     }
 
@@ -112,23 +127,96 @@ impl Service {
         self.regions.iter().any(|r| r.healthy() > 0)
     }
 
-    /// The region requests go to: the first (in priority order) with a
-    /// healthy endpoint; the first when none has one.
+    /// The region requests go to now (see `failover`); `None` only when
+    /// the service has no region.
     pub fn active_region(&self) -> Option<&Region> {
-        self.regions
-            .iter()
-            .find(|r| r.healthy() > 0)
-            .or(self.regions.first())
+        self.active_region_at(Instant::now())
+    }
+
+    /// The region requests go to at `now`: steps the failover state with
+    /// every region's healthy fraction.
+    pub fn active_region_at(&self, now: Instant) -> Option<&Region> {
+        let index = {
+            let mut state = self
+                .failover_state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            state.step_with(
+                self.regions.len(),
+                |i| self.regions[i].healthy_fraction(now),
+                now,
+                &self.failover,
+            )
+        };
+        self.regions.get(index?)
+    }
+
+    /// Reports one attempt's outcome on `endpoint` of `region` to passive
+    /// outlier ejection (a no-op without `outlier`).
+    pub fn report(&self, region: &Region, endpoint: &Endpoint, ok: bool) {
+        let Some(policy) = &self.outlier else {
+            return;
+        };
+        if let Some(until) = region.report(endpoint, ok, policy, Instant::now()) {
+            tracing::warn!(
+                service = %self.name,
+                region = %region.name,
+                endpoint = %endpoint.addr,
+                for_ms = until.as_millis() as u64,
+                "endpoint ejected after consecutive failures"
+            );
+        }
     }
 }
 
 impl Region {
+    /// Endpoints the balancer may pick now (passing checks, not ejected).
     pub fn healthy(&self) -> usize {
         self.endpoints
             .load()
             .iter()
             .filter(|e| e.is_healthy())
             .count()
+    }
+
+    /// Healthy endpoints / endpoints at `now`; 0 without endpoints.
+    pub fn healthy_fraction(&self, now: Instant) -> f64 {
+        let endpoints = self.endpoints.load();
+        if endpoints.is_empty() {
+            return 0.0;
+        }
+        let healthy = endpoints.iter().filter(|e| e.is_healthy_at(now)).count();
+        healthy as f64 / endpoints.len() as f64
+    }
+
+    /// Feeds one outcome to `endpoint`'s outlier state and ejects it when
+    /// its failures call for it and the region's `max_ejected` cap allows;
+    /// returns the ejection's length when it did.
+    pub fn report(
+        &self,
+        endpoint: &Endpoint,
+        ok: bool,
+        policy: &outlier::Policy,
+        now: Instant,
+    ) -> Option<Duration> {
+        let mut state = endpoint.outlier.lock().unwrap_or_else(|e| e.into_inner());
+        let wants = state.record(ok, now, policy);
+        if !wants {
+            // An ejection that ended: drop its mark, so picks skip the clock.
+            if !state.is_ejected(now) && endpoint.has_ejection_mark() {
+                endpoint.set_ejected_until(None);
+            }
+            return None;
+        }
+        let _cap = self.eject_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let endpoints = self.endpoints.load();
+        let ejected = endpoints.iter().filter(|e| e.is_ejected(now)).count();
+        if ejected >= outlier::cap(endpoints.len(), policy.max_ejected) {
+            return None;
+        }
+        let until = state.eject(now, policy);
+        endpoint.set_ejected_until(Some(until));
+        Some(until - now)
     }
 }
 

@@ -171,6 +171,10 @@ pub async fn proxy(
         let failure = match sent {
             Ok(Ok(response)) => {
                 region.attempts.ok();
+                // Passive outlier ejection: a gateway error from the
+                // upstream counts as a failure, any other answer as success.
+                let gateway_error = matches!(response.status().as_u16(), 502..=504);
+                service.report(region, &endpoint, !gateway_error);
                 return respond(
                     response,
                     region.name.clone(),
@@ -193,6 +197,11 @@ pub async fn proxy(
         region
             .attempts
             .failed(failure == Failure::Timeout, failure == Failure::Connect);
+        // A pooled connection found closed says nothing about the endpoint;
+        // every other failure counts towards its ejection.
+        if failure != Failure::Stale || !reused {
+            service.report(region, &endpoint, false);
+        }
         last = Some(failure);
         let idempotent = retry::idempotent(&parts.method);
         // A pooled connection the upstream closed as it was reused: the

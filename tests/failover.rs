@@ -1,0 +1,229 @@
+//! SPEC "Health and failover": passive outlier ejection takes an endpoint
+//! that resets connections out of rotation (the client sees no error, the
+//! endpoint is tried again after `eject_for`); a primary region below
+//! `min_healthy` hands its traffic to the next region, and gets it back
+//! only after staying healthy for `failback_after`.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::{eventually, get, weir};
+
+/// An upstream answering `name`, whose `/health` follows a switch.
+struct Up {
+    addr: SocketAddr,
+    healthy: Arc<AtomicBool>,
+}
+
+async fn up(name: &'static str) -> Up {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let healthy = Arc::new(AtomicBool::new(true));
+    let flag = healthy.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let flag = flag.clone();
+                    async move {
+                        let mut response = hyper::Response::new(Full::new(Bytes::from(name)));
+                        if req.uri().path() == "/health" && !flag.load(Ordering::Relaxed) {
+                            *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Up { addr, healthy }
+}
+
+/// An endpoint that accepts connections and closes them at once; counts them.
+async fn resetter() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (addr, accepted)
+}
+
+/// Sends one GET and insists it was served by `name`.
+async fn served_by(web: SocketAddr, name: &str) {
+    let reply = get(web, "/").await;
+    assert_eq!(reply.status, 200, "client saw an error: {reply:?}");
+    assert_eq!(reply.text(), name);
+}
+
+#[tokio::test]
+async fn a_resetting_endpoint_is_ejected_and_tried_again_later() {
+    let good = up("good").await;
+    let (bad, accepted) = resetter().await;
+    let config = support::config(&format!(
+        r#"
+[[routes]]
+path = "/"
+retries = 1
+backends = [{{ service = "api" }}]
+
+[services.api]
+endpoints = ["{bad}", "{}"]
+outlier = {{ consecutive_failures = 2, eject_for = "2s", max_ejected = 0.5 }}
+"#,
+        good.addr
+    ));
+    let w = weir().start(&config).await;
+    let web = w.addr("web");
+
+    // Round robin reaches the bad endpoint every other request; each
+    // failure is retried on the good one.
+    let mut sent = 0;
+    while accepted.load(Ordering::SeqCst) < 2 {
+        served_by(web, "good").await;
+        sent += 1;
+        assert!(sent <= 20, "the bad endpoint was not reached twice");
+    }
+    let ejected_at = Instant::now();
+    for _ in 0..20 {
+        served_by(web, "good").await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "an ejected endpoint got requests"
+    );
+
+    // After eject_for (2 s) it is tried once more (and ejected again).
+    let mut tried_again = None;
+    while ejected_at.elapsed() < Duration::from_secs(5) {
+        served_by(web, "good").await;
+        if accepted.load(Ordering::SeqCst) > 2 {
+            tried_again = Some(ejected_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tried_again = tried_again.expect("the ejected endpoint was never tried again");
+    assert!(
+        tried_again >= Duration::from_millis(1500),
+        "tried again after {tried_again:?}, before eject_for"
+    );
+    for _ in 0..20 {
+        served_by(web, "good").await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "a failure on probation must eject it again at once"
+    );
+}
+
+const CHECK: &str = r#"health = { path = "/health", interval = "100ms", timeout = "500ms", healthy = 1, unhealthy = 1 }"#;
+
+async fn all_from(web: SocketAddr, name: &str, of: usize) -> bool {
+    for _ in 0..of {
+        let reply = get(web, "/").await;
+        if reply.status != 200 || reply.text() != name {
+            return false;
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn below_min_healthy_fails_over_and_fails_back_after_failback_after() {
+    let mut primary = Vec::new();
+    for _ in 0..4 {
+        primary.push(up("primary").await);
+    }
+    let secondary = up("secondary").await;
+    let list = |ups: &[Up]| {
+        ups.iter()
+            .map(|u| format!("\"{}\"", u.addr))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let config = support::config(&format!(
+        r#"
+[[routes]]
+path = "/"
+backends = [{{ service = "api" }}]
+
+[services.api]
+{CHECK}
+failover = {{ min_healthy = 0.7, failback_after = "1s" }}
+[[services.api.regions]]
+name = "primary"
+endpoints = [{}]
+[[services.api.regions]]
+name = "secondary"
+endpoints = [{}]
+"#,
+        list(&primary),
+        list(std::slice::from_ref(&secondary)),
+    ));
+    let w = weir().start(&config).await;
+    let web = w.addr("web");
+    assert!(all_from(web, "primary", 10).await, "the primary takes all");
+
+    // Two of four down: 0.5 < 0.7, though two endpoints are still up.
+    primary[0].healthy.store(false, Ordering::Relaxed);
+    primary[1].healthy.store(false, Ordering::Relaxed);
+    assert!(
+        eventually(Duration::from_secs(5), || all_from(web, "secondary", 10)).await,
+        "traffic did not move to the secondary region"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&get(w.admin, "/status").await.body).unwrap();
+    assert_eq!(
+        status["services"][0]["active_region"], "secondary",
+        "{status}"
+    );
+
+    // The primary recovers: traffic returns only after failback_after (1 s).
+    primary[0].healthy.store(true, Ordering::Relaxed);
+    primary[1].healthy.store(true, Ordering::Relaxed);
+    let recovered = Instant::now();
+    let mut back = None;
+    while recovered.elapsed() < Duration::from_secs(5) {
+        let reply = get(web, "/").await;
+        assert_eq!(reply.status, 200);
+        if reply.text() == "primary" {
+            back = Some(recovered.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let back = back.expect("traffic never returned to the primary");
+    assert!(
+        back >= Duration::from_millis(500),
+        "failed back after {back:?}, before failback_after"
+    );
+    assert!(
+        back <= Duration::from_secs(3),
+        "failed back only after {back:?}"
+    );
+    assert!(
+        all_from(web, "primary", 10).await,
+        "failback must be complete"
+    );
+}
