@@ -199,6 +199,8 @@ impl Server {
                 drain.clone(),
             ));
         }
+        // Reload on config and certificate file changes until run ends.
+        let _watch = crate::reload::spawn(app.clone());
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(crate::admin::serve(admin, app.clone(), admin_stopped));
         drop(drain);

@@ -50,6 +50,7 @@ pub mod config;
 pub mod drain;
 pub mod http;
 pub mod listener;
+pub mod reload;
 pub mod router;
 pub mod site;
 pub mod snapshot;

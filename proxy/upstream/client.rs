@@ -28,9 +28,26 @@ use crate::http::body::Body;
 
 pub type Pool = Client<Counting<HttpsConnector<HttpConnector>>, Body>;
 
-/// Counts the connections a service's client opens, so that a failed
-/// attempt can tell whether it went over a fresh connection or a pooled one
-/// (only the latter can be "stale": closed by the upstream as it was reused).
+tokio::task_local! {
+    /// Set by `Counting` when a connection is opened while a request runs
+    /// inside `track_connects`.
+    static CONNECTED: std::cell::Cell<bool>;
+}
+
+/// Runs one attempt and tells whether it opened a new connection; when it
+/// did not, it went over a pooled one (only those can be "stale": closed by
+/// the upstream as they were reused).
+pub async fn track_connects<F: std::future::Future>(attempt: F) -> (F::Output, bool) {
+    CONNECTED
+        .scope(std::cell::Cell::new(false), async move {
+            let output = attempt.await;
+            (output, CONNECTED.with(|c| c.get()))
+        })
+        .await
+}
+
+/// Counts the connections a service's client opens, and marks the attempt
+/// that opened one (see `track_connects`).
 #[derive(Debug, Clone)]
 pub struct Counting<C> {
     inner: C,
@@ -48,6 +65,7 @@ impl<C: tower_service::Service<Uri>> tower_service::Service<Uri> for Counting<C>
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         self.opened.fetch_add(1, Ordering::Relaxed);
+        let _ = CONNECTED.try_with(|c| c.set(true));
         self.inner.call(uri)
     }
 }

@@ -163,10 +163,13 @@ pub async fn proxy(
 
         let limit = try_timeout.min(deadline.saturating_duration_since(Instant::now()));
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        let opened_before = service.opened.load(Ordering::Relaxed);
-        let sent = tokio::time::timeout(limit, service.pool.request(upstream_req)).await;
-        // No connection opened meanwhile: this attempt used a pooled one.
-        let reused = service.opened.load(Ordering::Relaxed) == opened_before;
+        let (sent, connected) = super::client::track_connects(tokio::time::timeout(
+            limit,
+            service.pool.request(upstream_req),
+        ))
+        .await;
+        // No connection opened by this attempt: it went over a pooled one.
+        let reused = !connected;
         endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
         let failure = match sent {
             Ok(Ok(response)) => {
