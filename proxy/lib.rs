@@ -7,29 +7,38 @@
 //!    and hands the socket to `http::conn`.
 //! 2. **TLS** (`tls`): on a TLS listener the handshake runs under
 //!    `header_read_timeout`; the certificate is picked by SNI (`tls::sni`).
-//! 3. **HTTP** (`http::conn`): hyper-util serves HTTP/1.1 or HTTP/2 (h2c
-//!    prior knowledge works on plain TCP) with the head deadline, the head
-//!    size limit (431), the idle timeout and the graceful drain.
+//! 3. **HTTP** (`http::conn`): HTTP/1.1 or HTTP/2 as ALPN agreed (on plain
+//!    TCP the preface decides, so h2c prior knowledge works), with the head
+//!    deadline, the head size limit (431), the idle timeout and the drain.
 //! 4. **Service** (`http::service`): loads the current `Snapshot` once (the
 //!    request uses that one value to its end), takes or makes
 //!    `X-Request-Id`, refuses oversized bodies (413), answers
-//!    `redirect_https` listeners with a 308 (`listener::redirect`).
+//!    `redirect_https` listeners with a 308 (`listener::redirect`), applies
+//!    the route's per-IP `rate_limit` (429, `http::rate_limit`).
 //! 5. **Router** (`router`): most specific host (exact, then longest
 //!    `*.suffix`, then any), then the longest path prefix on a segment
 //!    boundary, among routes open to this listener. No match: 404.
-//! 6. **Balancer** (`balancer`): the route's weighted `Split` picks a backend.
-//! 7. **Site** (`site`) answers from files under its root, or **upstream**
-//!    (`upstream`) proxies to a service (not built yet: 503
-//!    `not-implemented`). Refusals become responses in one place,
-//!    `http::error`.
+//! 6. **Balancer** (`balancer`): `override_header`, else a valid affinity
+//!    cookie (`balancer::affinity`), else the route's smooth weighted
+//!    `Split` picks a backend; backends without a healthy endpoint weigh 0.
+//! 7. **Site** (`site`) answers from its in-memory cache or files under its
+//!    root (negotiated encodings, conditionals, ranges, header rules), or
+//!    **upstream** (`upstream::proxy`) picks the active region
+//!    (`upstream::failover`) and an endpoint (`upstream::select`), and sends
+//!    the request over the service's pool (`upstream::client`), retrying
+//!    what is safe (`upstream::retry`). Refusals become responses in one
+//!    place, `http::error`.
 //! 8. **Observe** (`http::observe`): the response body is wrapped; when it
 //!    ends, metrics are counted and one access-log line is written
 //!    (`telemetry::access`).
 //!
 //! Beside the path: `config` reads a file (TOML or YAML), validates all of
 //! it and compiles it into a `Snapshot`; `app` holds the `ArcSwap` that
-//! publishes it and runs the server; `admin` serves health, metrics, status,
-//! config and reload; `drain` coordinates shutdown.
+//! publishes it and runs the server; `reload` watches the files and swaps
+//! in a new snapshot; each snapshot runs its own background tasks (DNS in
+//! `upstream::dns`, checks in `upstream::health`) until it is dropped;
+//! `admin` serves health, metrics, status, config and reload; `drain`
+//! coordinates shutdown.
 //!
 //! # Lexicon
 //!
