@@ -21,6 +21,7 @@ use weir::app::{App, Server};
 
 pub mod dns;
 pub mod pki;
+pub mod toggle;
 pub mod upstream;
 
 /// The longest any single step of a test may take.
