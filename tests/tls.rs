@@ -153,6 +153,13 @@ async fn plaintext_on_the_tls_port_is_dropped_and_server_keeps_serving() {
     )
     .await;
     assert_eq!(leaf, pki.leaves[0].2);
+    let metrics = support::get(w.admin, "/metrics").await.text();
+    for line in [
+        r#"weir_tls_handshakes_total{listener="tls",result="failed"} 1"#,
+        r#"weir_tls_handshakes_total{listener="tls",result="ok"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
 }
 
 async fn get_over_tls(

@@ -54,6 +54,12 @@ pub struct EncodingLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    pub listener: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -78,6 +84,7 @@ pub struct Metrics {
     response_bytes: [Counter; 4],
     upstream_attempts: Family<AttemptLabels, Counter>,
     endpoint_healthy: Family<EndpointLabels, Gauge>,
+    tls_handshakes: Family<HandshakeLabels, Counter>,
     active_region: Family<RegionLabels, Gauge>,
 }
 
@@ -97,6 +104,7 @@ impl Metrics {
             response_bytes: Default::default(),
             upstream_attempts: Family::default(),
             endpoint_healthy: Family::default(),
+            tls_handshakes: Family::default(),
             active_region: Family::default(),
         };
         let bytes: Family<EncodingLabels, Counter> = Family::default();
@@ -134,6 +142,11 @@ impl Metrics {
             "upstream_attempts",
             "Attempts to reach an upstream, by service, region and outcome",
             metrics.upstream_attempts.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes by listener and result (ok, failed, timeout)",
+            metrics.tls_handshakes.clone(),
         );
         registry.register(
             "endpoint_healthy",
@@ -238,6 +251,15 @@ impl Metrics {
             .and_then(|e| ENCODINGS.iter().position(|name| name.as_bytes() == e))
             .unwrap_or(0);
         self.response_bytes[index].clone()
+    }
+
+    pub fn handshake(&self, listener: &str, result: &'static str) {
+        self.tls_handshakes
+            .get_or_create(&HandshakeLabels {
+                listener: listener.to_owned(),
+                result,
+            })
+            .inc();
     }
 
     pub fn reload(&self, ok: bool) {

@@ -53,15 +53,18 @@ pub async fn accept(
         .server_config
         .clone();
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => Some(stream),
+    let (stream, result) = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => (Some(stream), "ok"),
         Ok(Err(e)) => {
+            // A client that sent garbage is not an incident: one debug line.
             tracing::debug!(peer = %info.peer, listener = &*info.listener, error = %e, "TLS handshake failed");
-            None
+            (None, "failed")
         }
         Err(_) => {
             tracing::debug!(peer = %info.peer, listener = &*info.listener, "TLS handshake timed out");
-            None
+            (None, "timeout")
         }
-    }
+    };
+    app.metrics.handshake(&info.listener, result);
+    stream
 }
