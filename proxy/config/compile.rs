@@ -283,7 +283,7 @@ fn compile_service(
             .collect(),
         (None, None) => Vec::new(),
     };
-    let (pool, opened) = crate::upstream::client::pool(service.protocol, tls.as_ref())?;
+    let pool = crate::upstream::client::pool(service.protocol, tls.as_ref())?;
     Ok(Service {
         name: name.to_owned(),
         regions: regions
@@ -295,7 +295,6 @@ fn compile_service(
         protocol: service.protocol,
         load_balance: service.load_balance.clone(),
         pool,
-        opened,
         health: service.health.clone(),
         scheme: if tls.is_some() { "https" } else { "http" },
         budget: Default::default(),

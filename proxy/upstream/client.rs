@@ -7,7 +7,6 @@
 //! tokio-rustls for hyper-util's client, with ALPN and server-name override.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use http::Uri;
@@ -26,10 +25,10 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use crate::config::schema::{Protocol, UpstreamTls};
 use crate::http::body::Body;
 
-pub type Pool = Client<Counting<HttpsConnector<HttpConnector>>, Body>;
+pub type Pool = Client<MarkConnects<HttpsConnector<HttpConnector>>, Body>;
 
 tokio::task_local! {
-    /// Set by `Counting` when a connection is opened while a request runs
+    /// Set by `MarkConnects` when a connection is opened while a request runs
     /// inside `track_connects`.
     static CONNECTED: std::cell::Cell<bool>;
 }
@@ -46,15 +45,13 @@ pub async fn track_connects<F: std::future::Future>(attempt: F) -> (F::Output, b
         .await
 }
 
-/// Counts the connections a service's client opens, and marks the attempt
-/// that opened one (see `track_connects`).
+/// Marks the attempt that opened a connection (see `track_connects`).
 #[derive(Debug, Clone)]
-pub struct Counting<C> {
+pub struct MarkConnects<C> {
     inner: C,
-    opened: Arc<AtomicU64>,
 }
 
-impl<C: tower_service::Service<Uri>> tower_service::Service<Uri> for Counting<C> {
+impl<C: tower_service::Service<Uri>> tower_service::Service<Uri> for MarkConnects<C> {
     type Response = C::Response;
     type Error = C::Error;
     type Future = C::Future;
@@ -64,7 +61,6 @@ impl<C: tower_service::Service<Uri>> tower_service::Service<Uri> for Counting<C>
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        self.opened.fetch_add(1, Ordering::Relaxed);
         let _ = CONNECTED.try_with(|c| c.set(true));
         self.inner.call(uri)
     }
@@ -151,11 +147,8 @@ pub struct TlsSettings {
     server_name: Option<ServerName<'static>>,
 }
 
-/// The client of a service and the count of connections it has opened.
-pub fn pool(
-    protocol: Protocol,
-    tls: Option<&TlsSettings>,
-) -> Result<(Pool, Arc<AtomicU64>), ClientError> {
+/// The pooled client of a service.
+pub fn pool(protocol: Protocol, tls: Option<&TlsSettings>) -> Result<Pool, ClientError> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -189,10 +182,5 @@ pub fn pool(
         // request was never sent, so the client retries it on a new one.
         .retry_canceled_requests(true)
         .http2_only(protocol == Protocol::H2c && tls.is_none());
-    let opened = Arc::new(AtomicU64::new(0));
-    let pool = client.build(Counting {
-        inner: connector,
-        opened: opened.clone(),
-    });
-    Ok((pool, opened))
+    Ok(client.build(MarkConnects { inner: connector }))
 }

@@ -42,8 +42,6 @@ pub struct Service {
     pub protocol: Protocol,
     pub load_balance: LoadBalance,
     pub pool: client::Pool,
-    /// Connections `pool` has opened (see `client::Counting`).
-    pub opened: Arc<std::sync::atomic::AtomicU64>,
     /// Active health checks, when configured.
     pub health: Option<crate::config::schema::Health>,
     /// `https` for TLS services, else `http`.
