@@ -16,6 +16,7 @@ fn route(i: usize, host: Option<String>, prefix: String) -> Route {
         strip_prefix: false,
         listeners: None,
         split: Split::default(),
+        rollout: None,
         options: Default::default(),
     }
 }

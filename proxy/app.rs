@@ -45,7 +45,7 @@ impl App {
     pub fn new(doc: &Document) -> Result<Arc<App>, ConfigError> {
         let mut registry = Registry::with_prefix("weir");
         let metrics = Metrics::new(&mut registry);
-        let snapshot = config::compile(doc, 1, &metrics)?;
+        let snapshot = config::compile(doc, 1, &metrics, None)?;
         snapshot.start_tasks();
         Ok(Arc::new(App {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -86,7 +86,8 @@ impl App {
             .and_then(|loaded| loaded.map_err(|e| e.lines()))
             .and_then(|doc| {
                 let generation = self.generation.load(Ordering::Relaxed) + 1;
-                config::compile(&doc, generation, &self.metrics).map_err(|e| e.lines())
+                config::compile(&doc, generation, &self.metrics, Some(&current))
+                    .map_err(|e| e.lines())
             })
             .and_then(|next| {
                 if same_listeners(&current, &next) {

@@ -21,6 +21,8 @@
 //! 6. **Balancer** (`balancer`): `override_header`, else a valid affinity
 //!    cookie (`balancer::affinity`), else the route's smooth weighted
 //!    `Split` picks a backend; backends without a healthy endpoint weigh 0.
+//!    A `[routes.rollout]` (`balancer::rollout`) moves the split's weights
+//!    step by step and records `to`'s answers into its window when they end.
 //! 7. **Site** (`site`) answers from its in-memory cache or files under its
 //!    root (negotiated encodings, conditionals, ranges, header rules), or
 //!    **upstream** (`upstream::proxy`) picks the active region
@@ -36,7 +38,9 @@
 //! it and compiles it into a `Snapshot`; `app` holds the `ArcSwap` that
 //! publishes it and runs the server; `reload` watches the files and swaps
 //! in a new snapshot; each snapshot runs its own background tasks (DNS in
-//! `upstream::dns`, checks in `upstream::health`) until it is dropped;
+//! `upstream::dns`, checks in `upstream::health`, the rollout ticker in
+//! `balancer::rollout`) until it is dropped; `config::compile` carries live
+//! state (rollout progress) over from the snapshot it replaces;
 //! `admin` serves health, metrics, status, config and reload; `drain`
 //! coordinates shutdown.
 //!

@@ -64,6 +64,7 @@ impl Snapshot {
     pub fn start_tasks(&self) {
         crate::upstream::start_dns(&self.services, self.dns.as_ref(), &self.stop_tasks);
         crate::upstream::start_health(&self.services, &self.stop_tasks);
+        crate::balancer::rollout::start(self.router.routes(), &self.stop_tasks);
     }
 
     pub fn listener(&self, name: &str) -> Option<&Arc<ListenerSpec>> {

@@ -61,7 +61,9 @@ async fn route(req: Request<Incoming>, app: &App) -> Response<Body> {
             }
         }
         ("/metrics", Method::GET | Method::HEAD) => {
-            app.metrics.observe_services(&app.snapshot().services);
+            let snapshot = app.snapshot();
+            app.metrics.observe_services(&snapshot.services);
+            app.metrics.observe_routes(snapshot.router.routes());
             with_type(
                 StatusCode::OK,
                 metrics::CONTENT_TYPE,

@@ -2,8 +2,19 @@
 
 use serde_json::{Value, json};
 
+use crate::router::Route;
 use crate::snapshot::Snapshot;
 use crate::telemetry::access::rfc3339;
+
+/// A split weight in the config's units, as an integer when it is one.
+fn weight(route: &Route, w: u32) -> Value {
+    let w = route.weight_in_config_units(w);
+    if w.fract() == 0.0 {
+        json!(w as u64)
+    } else {
+        json!(w)
+    }
+}
 
 pub fn status(snapshot: &Snapshot) -> Value {
     let routes: Vec<Value> = snapshot
@@ -15,15 +26,17 @@ pub fn status(snapshot: &Snapshot) -> Value {
                 .split
                 .backends()
                 .iter()
-                .map(|b| {
+                .enumerate()
+                .map(|(i, b)| {
                     json!({
                         "name": &*b.name,
-                        "weight": b.weight,
-                        "effective_weight": route.split.effective_weight(b),
+                        "weight": weight(route, route.split.weight(i)),
+                        "effective_weight": weight(route, route.split.effective_weight(i)),
                     })
                 })
                 .collect();
-            json!({ "name": &*route.name, "backends": backends, "rollout": null })
+            let rollout = route.rollout.as_ref().map(|r| r.status());
+            json!({ "name": &*route.name, "backends": backends, "rollout": rollout })
         })
         .collect();
     let services: Vec<Value> = snapshot

@@ -119,8 +119,13 @@ pub fn choose<'a>(
     }
     if let Some(pinned) = affinity
         .and_then(|a| a.pinned(route, headers))
-        .and_then(|name| named(name.as_bytes()))
-        .filter(|b| split.effective_weight(b) > 0)
+        .and_then(|name| {
+            let i = split.backends().iter().position(|b| &*b.name == name)?;
+            split
+                .backends()
+                .get(i)
+                .filter(|_| split.effective_weight(i) > 0)
+        })
     {
         return Some(Choice::Pinned(pinned));
     }

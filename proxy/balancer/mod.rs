@@ -1,6 +1,7 @@
 //! Which backend of a route serves a request: the weighted split.
 
 pub mod affinity;
+pub mod rollout;
 pub mod split;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::upstream::Service;
 #[derive(Debug)]
 pub struct Backend {
     pub name: Arc<str>,
+    /// The configured weight; the split holds the current one.
     pub weight: u32,
     pub target: Target,
     pub metrics: BackendMetrics,

@@ -7,35 +7,62 @@
 //! weight 0 sends nothing. Weights too large for a schedule fall back to
 //! walking the cumulative weights, which is exact per cycle but bunched.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
 
 use super::Backend;
 
 #[derive(Debug, Default)]
 pub struct Split {
     backends: Vec<Backend>,
+    /// The current weights; replaced whole when a rollout moves them.
+    table: ArcSwap<Table>,
+    next: AtomicU64,
+}
+
+/// Weights turned into what `pick` walks.
+#[derive(Debug, Default)]
+struct Table {
+    weights: Vec<u32>,
     /// `cumulative[i]` = sum of weights of backends `0..=i`.
     cumulative: Vec<u64>,
     /// Backend index per slot, when the reduced weights sum to at most
     /// `MAX_SCHEDULE`.
     schedule: Vec<u16>,
-    next: AtomicU64,
 }
 
-impl Split {
-    pub fn new(backends: Vec<Backend>) -> Split {
-        let cumulative = backends
+impl Table {
+    fn new(weights: Vec<u32>) -> Table {
+        let cumulative = weights
             .iter()
-            .scan(0u64, |sum, b| {
-                *sum += u64::from(b.weight);
+            .scan(0u64, |sum, &w| {
+                *sum += u64::from(w);
                 Some(*sum)
             })
             .collect();
-        let schedule = schedule(&backends.iter().map(|b| b.weight).collect::<Vec<_>>());
-        Split {
-            backends,
+        let schedule = schedule(&weights);
+        Table {
+            weights,
             cumulative,
             schedule,
+        }
+    }
+}
+
+impl Split {
+    /// A split by the backends' configured weights.
+    pub fn new(backends: Vec<Backend>) -> Split {
+        let weights = backends.iter().map(|b| b.weight).collect();
+        Split::with_weights(backends, weights)
+    }
+
+    /// A split whose weights differ from the configured ones (a rollout).
+    pub fn with_weights(backends: Vec<Backend>, weights: Vec<u32>) -> Split {
+        Split {
+            backends,
+            table: ArcSwap::from_pointee(Table::new(weights)),
             next: AtomicU64::new(0),
         }
     }
@@ -44,56 +71,79 @@ impl Split {
         &self.backends
     }
 
+    /// The configured weights, in backend order.
+    pub fn base_weights(&self) -> Vec<u32> {
+        self.backends.iter().map(|b| b.weight).collect()
+    }
+
+    /// Replaces the weights (one per backend); a no-op when unchanged.
+    pub fn set_weights(&self, weights: Vec<u32>) {
+        if self.table.load().weights != weights {
+            self.table.store(Arc::new(Table::new(weights)));
+        }
+    }
+
+    /// The current weight of backend `index` (0 when out of range).
+    pub fn weight(&self, index: usize) -> u32 {
+        self.table.load().weights.get(index).copied().unwrap_or(0)
+    }
+
     /// The backend for the next request, or `None` when all weights are 0
     /// or every weighted backend is down. A backend that is down (a service
     /// without a healthy endpoint) has effective weight 0: its share goes to
     /// the others.
     pub fn pick(&self) -> Option<&Backend> {
-        let total = *self.cumulative.last()?;
+        let table = self.table.load();
+        let total = *table.cumulative.last()?;
         if total == 0 {
             return None;
         }
         let slot = self.next.fetch_add(1, Ordering::Relaxed);
-        let i = if self.schedule.is_empty() {
-            self.cumulative.partition_point(|&c| c <= slot % total)
+        let i = if table.schedule.is_empty() {
+            table.cumulative.partition_point(|&c| c <= slot % total)
         } else {
-            usize::from(self.schedule[(slot % self.schedule.len() as u64) as usize])
+            usize::from(table.schedule[(slot % table.schedule.len() as u64) as usize])
         };
         match self.backends.get(i) {
             Some(backend) if backend.available() => Some(backend),
-            _ => self.pick_available(slot),
+            _ => self.pick_available(&table.weights, slot),
         }
     }
 
     /// The same walk over the backends that are up (the rare path).
-    fn pick_available(&self, slot: u64) -> Option<&Backend> {
-        let up = |b: &&Backend| b.available() && b.weight > 0;
-        let total: u64 = self
-            .backends
-            .iter()
-            .filter(up)
-            .map(|b| u64::from(b.weight))
-            .sum();
+    fn pick_available(&self, weights: &[u32], slot: u64) -> Option<&Backend> {
+        let up = || {
+            self.backends
+                .iter()
+                .zip(weights)
+                .filter(|(b, w)| **w > 0 && b.available())
+                .map(|(b, w)| (b, u64::from(*w)))
+        };
+        let total: u64 = up().map(|(_, w)| w).sum();
         if total == 0 {
             return None;
         }
         let mut slot = slot % total;
-        for backend in self.backends.iter().filter(up) {
-            if slot < u64::from(backend.weight) {
+        for (backend, weight) in up() {
+            if slot < weight {
                 return Some(backend);
             }
-            slot -= u64::from(backend.weight);
+            slot -= weight;
         }
         None
     }
 
-    /// Weight of each backend after taking out those that are down.
-    pub fn effective_weight(&self, backend: &Backend) -> u32 {
-        if backend.available() {
-            backend.weight
-        } else {
-            0
+    /// Weight of backend `index` after taking out those that are down.
+    pub fn effective_weight(&self, index: usize) -> u32 {
+        match self.backends.get(index) {
+            Some(backend) if backend.available() => self.weight(index),
+            _ => 0,
         }
+    }
+
+    /// Index of `backend`, which must be one of this split's.
+    pub fn index_of(&self, backend: &Backend) -> Option<usize> {
+        self.backends.iter().position(|b| std::ptr::eq(b, backend))
     }
 }
 

@@ -11,6 +11,7 @@ use super::error::{ConfigError, Diagnostic};
 use super::schema::{self, AccessLogFormat};
 use super::validate::{resolve, route_name};
 use crate::balancer::affinity::Affinity;
+use crate::balancer::rollout::Rollout;
 use crate::balancer::{Backend, Split, Target};
 use crate::http::compression::Coding;
 use crate::http::rate_limit::RateLimiter;
@@ -22,12 +23,15 @@ use crate::snapshot::{AccessLog, Limits, Snapshot};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::{Region, Service};
 
-/// Builds the runtime snapshot. Fails only when the disk changed since
-/// validation (a root vanished, a certificate became unreadable).
+/// Builds the runtime snapshot, carrying live state over from `previous`
+/// (the snapshot it replaces) where its identity is unchanged. Fails only
+/// when the disk changed since validation (a root vanished, a certificate
+/// became unreadable).
 pub fn compile(
     doc: &Document,
     generation: u64,
     metrics: &Metrics,
+    previous: Option<&Snapshot>,
 ) -> Result<Snapshot, ConfigError> {
     let config = &doc.config;
     let mut errors = Vec::new();
@@ -69,10 +73,11 @@ pub fn compile(
         )
         .collect();
 
+    let now = std::time::Instant::now();
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         let name: Arc<str> = route_name(route).into();
-        let backends = route
+        let backends: Vec<Backend> = route
             .backends
             .iter()
             .filter_map(|b| {
@@ -86,10 +91,25 @@ pub fn compile(
                     name: b.name().into(),
                     weight,
                     target,
-                    metrics: metrics.backend(&name, b.name(), weight),
+                    metrics: metrics.backend(&name, b.name()),
                 })
             })
             .collect();
+        let rollout = route.rollout.as_ref().and_then(|section| {
+            let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
+            let before = previous
+                .and_then(|p| p.router.routes().iter().find(|r| r.name == name))
+                .and_then(|r| r.rollout.as_ref());
+            Rollout::new(section, &names, before, now)
+        });
+        let split = match &rollout {
+            Some(rollout) => {
+                let weights =
+                    rollout.weights(&backends.iter().map(|b| b.weight).collect::<Vec<_>>());
+                Split::with_weights(backends, weights)
+            }
+            None => Split::new(backends),
+        };
         routes.push(router::Route {
             name,
             host: HostMatch::parse(route.host.as_deref()),
@@ -99,7 +119,8 @@ pub fn compile(
                 .listeners
                 .as_ref()
                 .map(|names| names.iter().map(|n| Arc::from(n.as_str())).collect()),
-            split: Split::new(backends),
+            split,
+            rollout,
             options: router::Options {
                 timeout: route.timeout.map(|d| d.0),
                 try_timeout: route.try_timeout.map(|d| d.0),

@@ -53,6 +53,11 @@ impl Finish {
         if let Some(backend) = backend {
             backend.metrics.observe(self.status, elapsed.as_secs_f64());
         }
+        if let Some((route, i)) = &self.route
+            && let Some(rollout) = &route.rollout
+        {
+            rollout.record(*i, self.status, elapsed);
+        }
         self.bytes_sent.inc_by(bytes);
         self.conn.state.request_finished();
         let Some(log) = self.log else { return };

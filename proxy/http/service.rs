@@ -136,12 +136,7 @@ async fn dispatch(
         }
         _ => None,
     };
-    let index = route
-        .split
-        .backends()
-        .iter()
-        .position(|b| std::ptr::eq(b, backend))
-        .unwrap_or(usize::MAX);
+    let index = route.split.index_of(backend).unwrap_or(usize::MAX);
     let mut response = match &backend.target {
         Target::Site(site) => {
             let path = if route.strip_prefix {

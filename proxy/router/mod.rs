@@ -25,6 +25,8 @@ pub struct Route {
     pub listeners: Option<Box<[Arc<str>]>>,
     pub split: Split,
     pub options: Options,
+    /// `[routes.rollout]`: moves the split's weights over time.
+    pub rollout: Option<crate::balancer::rollout::Rollout>,
 }
 
 /// What a route sets for requests proxied to services.
@@ -44,6 +46,25 @@ pub struct Options {
 }
 
 impl Route {
+    /// Judges the rollout's window and brings the split's weights in line
+    /// with its step (also when another snapshot's task moved it).
+    pub fn tick_rollout(&self, now: std::time::Instant) {
+        if let Some(rollout) = &self.rollout {
+            rollout.tick(&self.name, now);
+            self.split
+                .set_weights(rollout.weights(&self.split.base_weights()));
+        }
+    }
+
+    /// A weight of the split in the config's units: a rollout scales the
+    /// split's weights by 100 to keep every step exact.
+    pub fn weight_in_config_units(&self, weight: u32) -> f64 {
+        match self.rollout {
+            Some(_) => f64::from(weight) / 100.0,
+            None => f64::from(weight),
+        }
+    }
+
     fn serves(&self, listener: &str, path: &str) -> bool {
         path::prefix_matches(&self.prefix, path)
             && self
@@ -130,6 +151,7 @@ mod tests {
             listeners: listeners.map(|l| l.iter().map(|&n| Arc::from(n)).collect()),
             split: Split::default(),
             options: Options::default(),
+            rollout: None,
         }
     }
 

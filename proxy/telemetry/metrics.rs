@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -20,6 +21,11 @@ pub struct RequestLabels {
 pub struct BackendLabels {
     pub route: String,
     pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,7 +83,7 @@ fn duration_histogram() -> Histogram {
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: HistogramFamily,
-    backend_weight: Family<BackendLabels, Gauge>,
+    backend_weight: Family<BackendLabels, Gauge<f64, AtomicU64>>,
     open_connections: Family<ConnectionLabels, Gauge>,
     config_reloads: Family<ResultLabels, Counter>,
     /// `weir_response_bytes_total` per encoding, in `ENCODINGS` order.
@@ -86,6 +92,7 @@ pub struct Metrics {
     endpoint_healthy: Family<EndpointLabels, Gauge>,
     tls_handshakes: Family<HandshakeLabels, Counter>,
     active_region: Family<RegionLabels, Gauge>,
+    rollout_step: Family<RouteLabels, Gauge>,
 }
 
 /// Content encodings counted by `weir_response_bytes_total`.
@@ -106,6 +113,7 @@ impl Metrics {
             endpoint_healthy: Family::default(),
             tls_handshakes: Family::default(),
             active_region: Family::default(),
+            rollout_step: Family::default(),
         };
         let bytes: Family<EncodingLabels, Counter> = Family::default();
         let metrics = Metrics {
@@ -159,6 +167,11 @@ impl Metrics {
             metrics.active_region.clone(),
         );
         registry.register(
+            "rollout_step",
+            "Percent of a rolling-out route's pair share sent to `to` (0 once rolled back)",
+            metrics.rollout_step.clone(),
+        );
+        registry.register(
             "config_reloads",
             "Config reloads by result",
             metrics.config_reloads.clone(),
@@ -167,14 +180,11 @@ impl Metrics {
     }
 
     /// Handles for one backend of one route, resolved once per snapshot.
-    pub fn backend(&self, route: &str, backend: &str, weight: u32) -> BackendMetrics {
+    pub fn backend(&self, route: &str, backend: &str) -> BackendMetrics {
         let labels = BackendLabels {
             route: route.to_owned(),
             backend: backend.to_owned(),
         };
-        self.backend_weight
-            .get_or_create(&labels)
-            .set(i64::from(weight));
         BackendMetrics {
             requests: CODE_CLASSES.map(|code_class| {
                 self.requests
@@ -241,6 +251,31 @@ impl Metrics {
                         })
                         .set(i64::from(endpoint.is_healthy()));
                 }
+            }
+        }
+    }
+
+    /// Sets effective backend weights and rollout steps from the live
+    /// state of `routes`, dropping series of routes that are gone (called
+    /// per scrape).
+    pub fn observe_routes(&self, routes: &[std::sync::Arc<crate::router::Route>]) {
+        self.backend_weight.clear();
+        self.rollout_step.clear();
+        for route in routes {
+            for (i, backend) in route.split.backends().iter().enumerate() {
+                self.backend_weight
+                    .get_or_create(&BackendLabels {
+                        route: route.name.to_string(),
+                        backend: backend.name.to_string(),
+                    })
+                    .set(route.weight_in_config_units(route.split.effective_weight(i)));
+            }
+            if let Some(rollout) = &route.rollout {
+                self.rollout_step
+                    .get_or_create(&RouteLabels {
+                        route: route.name.to_string(),
+                    })
+                    .set(i64::from(rollout.percent()));
             }
         }
     }
