@@ -111,24 +111,30 @@ async fn all_from(web: SocketAddr, name: &str, of: usize) -> bool {
     true
 }
 
-#[tokio::test]
-async fn below_min_healthy_fails_over_and_fails_back_after_failback_after() {
-    let mut primary = Vec::new();
-    for _ in 0..4 {
-        primary.push(up("primary").await);
+/// Requests served by `name` out of `of`; every one must succeed.
+async fn share_of(web: SocketAddr, name: &str, of: usize) -> usize {
+    let mut n = 0;
+    for _ in 0..of {
+        let reply = get(web, "/").await;
+        assert_eq!(reply.status, 200, "client saw an error: {reply:?}");
+        n += usize::from(reply.text() == name);
     }
-    let secondary = up("secondary").await;
+    n
+}
+
+fn two_regions(primary: &[Up], secondary: &[Up], extra: &str) -> String {
     let list = |ups: &[Up]| {
         ups.iter()
             .map(|u| format!("\"{}\"", u.addr))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let config = support::config(&format!(
+    support::config(&format!(
         r#"
 [[routes]]
 path = "/"
 backends = [{{ service = "api" }}]
+{extra}
 
 [services.api]
 {CHECK}
@@ -140,30 +146,66 @@ endpoints = [{}]
 name = "secondary"
 endpoints = [{}]
 "#,
-        list(&primary),
-        list(std::slice::from_ref(&secondary)),
-    ));
-    let w = weir().start(&config).await;
+        list(primary),
+        list(secondary),
+    ))
+}
+
+#[tokio::test]
+async fn below_min_healthy_the_shortfall_spills_over_and_fails_back_after_failback_after() {
+    let mut primary = Vec::new();
+    for _ in 0..4 {
+        primary.push(up("primary").await);
+    }
+    let secondary = up("secondary").await;
+    let w = weir()
+        .start(&two_regions(&primary, std::slice::from_ref(&secondary), ""))
+        .await;
     let web = w.addr("web");
     assert!(all_from(web, "primary", 10).await, "the primary takes all");
 
-    // Two of four down: 0.5 < 0.7, though two endpoints are still up.
+    // Two of four down: 0.5 < 0.7, so the primary keeps 0.5 / 0.7 = 71%
+    // and 29% spills to the secondary.
     primary[0].healthy.store(false, Ordering::Relaxed);
     primary[1].healthy.store(false, Ordering::Relaxed);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let status: serde_json::Value =
+                serde_json::from_slice(&get(w.admin, "/status").await.body).unwrap();
+            status["services"][0]["regions"][0]["healthy"] == 2
+        })
+        .await,
+        "the checks never saw two primaries down"
+    );
+    let spilled = share_of(web, "secondary", 100).await;
+    assert!((27..=31).contains(&spilled), "{spilled} of 100 spilled");
+    let status: serde_json::Value =
+        serde_json::from_slice(&get(w.admin, "/status").await.body).unwrap();
+    let regions = &status["services"][0]["regions"];
+    assert_eq!(
+        status["services"][0]["active_region"], "primary",
+        "{status}"
+    );
+    let share = regions[1]["share"].as_f64().unwrap();
+    assert!((share - 2.0 / 7.0).abs() < 1e-9, "{regions}");
+    let metrics = get(w.admin, "/metrics").await.text();
+    assert!(
+        metrics.contains("weir_active_region{service=\"api\",region=\"secondary\"} 1"),
+        "{metrics}"
+    );
+
+    // All four down: everything goes to the secondary.
+    primary[2].healthy.store(false, Ordering::Relaxed);
+    primary[3].healthy.store(false, Ordering::Relaxed);
     assert!(
         eventually(Duration::from_secs(5), || all_from(web, "secondary", 10)).await,
         "traffic did not move to the secondary region"
     );
-    let status: serde_json::Value =
-        serde_json::from_slice(&get(w.admin, "/status").await.body).unwrap();
-    assert_eq!(
-        status["services"][0]["active_region"], "secondary",
-        "{status}"
-    );
 
     // The primary recovers: traffic returns only after failback_after (1 s).
-    primary[0].healthy.store(true, Ordering::Relaxed);
-    primary[1].healthy.store(true, Ordering::Relaxed);
+    for p in &primary {
+        p.healthy.store(true, Ordering::Relaxed);
+    }
     let recovered = Instant::now();
     let mut back = None;
     while recovered.elapsed() < Duration::from_secs(5) {
@@ -188,4 +230,40 @@ endpoints = [{}]
         all_from(web, "primary", 10).await,
         "failback must be complete"
     );
+}
+
+#[tokio::test]
+async fn an_idempotent_request_that_fails_in_one_region_is_retried_in_the_next() {
+    // The primary's only endpoint resets every connection and no check has
+    // noticed yet: the GET is retried in the secondary, the client sees 200.
+    let (bad, accepted) = resetter().await;
+    let secondary = up("secondary").await;
+    let config = support::config(&format!(
+        r#"
+[[routes]]
+path = "/"
+retries = 1
+backends = [{{ service = "api" }}]
+
+[services.api]
+[[services.api.regions]]
+name = "primary"
+endpoints = ["{bad}"]
+[[services.api.regions]]
+name = "secondary"
+endpoints = ["{}"]
+"#,
+        secondary.addr
+    ));
+    let w = weir().start(&config).await;
+    for _ in 0..5 {
+        served_by(w.addr("web"), "secondary").await;
+    }
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 1,
+        "the primary was never tried"
+    );
+    // A POST is not retried: it fails, it is not replayed elsewhere.
+    let reply = support::send(w.addr("web"), support::request("POST", "/", &[])).await;
+    assert_eq!(reply.status, 502, "{reply:?}");
 }

@@ -43,10 +43,12 @@ pub fn status(snapshot: &Snapshot) -> Value {
         .services
         .iter()
         .map(|service| {
+            let shares = service.shares();
             let regions: Vec<Value> = service
                 .regions
                 .iter()
-                .map(|region| {
+                .zip(&shares)
+                .map(|(region, share)| {
                     let endpoints = region.endpoints.load();
                     let listed: Vec<Value> = endpoints
                         .iter()
@@ -63,6 +65,7 @@ pub fn status(snapshot: &Snapshot) -> Value {
                         "configured": region.configured,
                         "healthy": endpoints.iter().filter(|e| e.is_healthy()).count(),
                         "total": endpoints.len(),
+                        "share": share,
                         "endpoints": listed,
                     })
                 })

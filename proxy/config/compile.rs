@@ -325,6 +325,7 @@ fn compile_service(
             .map(crate::upstream::outlier::Policy::from),
         failover: service.failover.as_ref().into(),
         failover_state: Default::default(),
+        region_draws: Default::default(),
     })
 }
 

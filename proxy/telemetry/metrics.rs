@@ -163,7 +163,7 @@ impl Metrics {
         );
         registry.register(
             "active_region",
-            "1 for the region a service sends its traffic to, 0 for standby regions",
+            "1 for each region a service sends traffic to, 0 for standby regions",
             metrics.active_region.clone(),
         );
         registry.register(
@@ -233,9 +233,9 @@ impl Metrics {
         self.endpoint_healthy.clear();
         self.active_region.clear();
         for service in services {
-            let active = service.active_region().map(|r| r.name.clone());
-            for region in &service.regions {
-                let is_active = active.as_ref().is_some_and(|a| *a == region.name);
+            let shares = service.shares();
+            for (region, share) in service.regions.iter().zip(&shares) {
+                let is_active = *share > 0.0;
                 self.active_region
                     .get_or_create(&RegionLabels {
                         service: service.name.clone(),

@@ -1,22 +1,26 @@
-//! Regional failover: which region of a service takes the traffic.
+//! Regional failover: how a service's traffic is shared between its
+//! regions, in priority order (Envoy's priority levels with an
+//! overprovisioning factor of `1 / min_healthy`).
 //!
 //! Pure state ([`State`]) stepped with `now` and every region's healthy
-//! fraction (healthy endpoints / endpoints; 0 for a region without
-//! endpoints), in priority order:
+//! fraction `f` (healthy endpoints / endpoints; 0 without endpoints):
 //!
-//! - A region *qualifies* when its fraction is ≥ `min_healthy` and it has a
-//!   healthy endpoint at all.
-//! - The first step picks the first qualifying region, or, when none does,
-//!   the one with the highest fraction (ties: priority order).
-//! - While the active region qualifies it keeps the traffic, unless a
-//!   region of higher priority has qualified continuously for
-//!   `failback_after`: then the traffic fails back to it (the first such).
-//! - When the active region stops qualifying, the traffic moves at once, by
-//!   the first-step rule.
+//! - A region's *capacity* is `min(1, f / min_healthy)`: a region at or
+//!   above `min_healthy` can take all the traffic, one below it only that
+//!   share (with `min_healthy = 0.7`, a region at half health takes 71%).
+//! - Shares are handed out in priority order: the first region takes what
+//!   its capacity allows, the shortfall spills to the next, and so on.
+//!   What no region can take is spread over them in proportion to their
+//!   shares; with no healthy endpoint anywhere the first region gets it all
+//!   (and answers 503).
+//! - Failback: a region that fell below `min_healthy` keeps the capacity it
+//!   had at its worst until it has stayed at or above `min_healthy` for
+//!   `failback_after`, so a recovering primary takes back its traffic only
+//!   then. Meanwhile it still takes what the other regions cannot.
 //!
-//! The state is stepped lazily, whenever the active region is asked for
-//! (every request, `/status`, metrics): "continuously" means every step
-//! since the region was first seen qualifying found it qualifying.
+//! The state is stepped lazily, whenever a region is chosen (every
+//! request, `/status`, metrics): "stayed" means every step since the region
+//! was first seen qualifying found it qualifying.
 //!
 //! Without a `failover` section a service uses `min_healthy = 0.7` and
 //! fails back at once (`failback_after = 0`).
@@ -57,17 +61,31 @@ impl From<Option<&schema::Failover>> for Policy {
 /// The failover state of one service.
 #[derive(Debug, Default)]
 pub struct State {
-    active: Option<usize>,
-    /// Per region: since when it has qualified, as far as steps saw.
-    good_since: Vec<Option<Instant>>,
+    regions: Vec<RegionState>,
+    /// The share of the traffic of each region after the last step.
+    shares: Vec<f64>,
     /// Reused buffer of fractions (see [`State::step_with`]).
     scratch: Vec<f64>,
 }
 
+#[derive(Debug, Default, Clone, Copy)]
+struct RegionState {
+    /// Since when it has qualified, as far as steps saw.
+    good_since: Option<Instant>,
+    /// While it recovers: the capacity it had at its worst.
+    capped: Option<f64>,
+}
+
 impl State {
-    /// The active region, if a step ran.
+    /// Each region's share of the traffic after the last step (summing to
+    /// 1, or empty when there are no regions).
+    pub fn shares(&self) -> &[f64] {
+        &self.shares
+    }
+
+    /// The first region with a share: the one `/status` calls active.
     pub fn active(&self) -> Option<usize> {
-        self.active
+        self.shares.iter().position(|&s| s > 0.0)
     }
 
     /// Steps with the fraction of region `i` given by `fraction(i)`, for
@@ -78,57 +96,85 @@ impl State {
         fraction: impl Fn(usize) -> f64,
         now: Instant,
         policy: &Policy,
-    ) -> Option<usize> {
+    ) -> &[f64] {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend((0..regions).map(fraction));
-        let active = self.step(&scratch, now, policy);
+        self.step(&scratch, now, policy);
         self.scratch = scratch;
-        active
+        &self.shares
     }
 
-    /// Steps with every region's healthy fraction; returns the active
-    /// region (`None` only when there are no regions).
-    pub fn step(&mut self, fractions: &[f64], now: Instant, policy: &Policy) -> Option<usize> {
-        if fractions.is_empty() {
-            self.active = None;
-            return None;
-        }
-        let qualifies = |f: f64| f > 0.0 && f >= policy.min_healthy;
-        self.good_since.resize(fractions.len(), None);
-        for (since, &f) in self.good_since.iter_mut().zip(fractions) {
-            if qualifies(f) {
-                since.get_or_insert(now);
+    /// Steps with every region's healthy fraction; returns the shares.
+    pub fn step(&mut self, fractions: &[f64], now: Instant, policy: &Policy) -> &[f64] {
+        let m = policy.min_healthy;
+        let capacity = |f: f64| {
+            if f <= 0.0 {
+                0.0
+            } else if m <= 0.0 {
+                1.0
             } else {
-                *since = None;
+                (f / m).min(1.0)
             }
-        }
-        let preferred = fractions
-            .iter()
-            .position(|&f| qualifies(f))
-            .unwrap_or_else(|| {
-                // Highest fraction; the earliest region wins ties.
-                let mut best = 0;
-                for (i, &f) in fractions.iter().enumerate() {
-                    if f > fractions[best] {
-                        best = i;
-                    }
-                }
-                best
-            });
-        let next = match self.active {
-            Some(active) if active < fractions.len() && qualifies(fractions[active]) => (0..active)
-                .find(|&i| {
-                    self.good_since[i].is_some_and(|since| {
-                        now.saturating_duration_since(since) >= policy.failback_after
-                    })
-                })
-                .unwrap_or(active),
-            _ => preferred,
         };
-        self.active = Some(next);
-        Some(next)
+        self.regions.resize(fractions.len(), RegionState::default());
+        self.shares.clear();
+        self.shares.resize(fractions.len(), 0.0);
+        let mut left = 1.0;
+        // First pass: each region up to its (possibly capped) capacity.
+        for (i, (state, &f)) in self.regions.iter_mut().zip(fractions).enumerate() {
+            let live = capacity(f);
+            if f > 0.0 && f >= m {
+                let since = *state.good_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= policy.failback_after {
+                    state.capped = None;
+                }
+            } else {
+                state.good_since = None;
+                state.capped = Some(live);
+            }
+            let cap = state.capped.map_or(live, |c| c.min(live));
+            let share = cap.min(left);
+            self.shares[i] = share;
+            left -= share;
+        }
+        // Second pass: recovering regions take what the others could not.
+        for (share, &f) in self.shares.iter_mut().zip(fractions) {
+            let more = (capacity(f) - *share).clamp(0.0, left);
+            *share += more;
+            left -= more;
+        }
+        let total: f64 = self.shares.iter().sum();
+        if total > 0.0 {
+            for share in &mut self.shares {
+                *share /= total;
+            }
+        } else if let Some(first) = self.shares.first_mut() {
+            *first = 1.0;
+        }
+        &self.shares
     }
+}
+
+/// Picks a region by `shares` for the `n`th request: a golden-ratio
+/// sequence spreads consecutive requests evenly, so a 71/29 share is
+/// 71/29 over any hundred requests, not only on average.
+pub fn pick(shares: &[f64], n: u64) -> Option<usize> {
+    const GOLDEN: f64 = 0.618_033_988_749_894_9;
+    let u = (n as f64 * GOLDEN).fract();
+    let mut acc = 0.0;
+    let mut last = None;
+    for (i, &share) in shares.iter().enumerate() {
+        if share <= 0.0 {
+            continue;
+        }
+        acc += share;
+        last = Some(i);
+        if u < acc {
+            return Some(i);
+        }
+    }
+    last
 }
 
 #[cfg(test)]
@@ -142,13 +188,17 @@ mod tests {
         }
     }
 
-    /// Runs (ms since start, fractions, expected active) in order.
-    fn run(policy: Policy, steps: &[(u64, &[f64], usize)]) {
+    /// Runs (ms since start, fractions, expected shares in percent) in order.
+    fn run(policy: Policy, steps: &[(u64, &[f64], &[u32])]) {
         let t0 = Instant::now();
         let mut s = State::default();
         for (i, &(at, fractions, want)) in steps.iter().enumerate() {
-            let got = s.step(fractions, t0 + Duration::from_millis(at), &policy);
-            assert_eq!(got, Some(want), "step {i} at {at} ms with {fractions:?}");
+            let got: Vec<u32> = s
+                .step(fractions, t0 + Duration::from_millis(at), &policy)
+                .iter()
+                .map(|share| (share * 100.0).round() as u32)
+                .collect();
+            assert_eq!(got, want, "step {i} at {at} ms with {fractions:?}");
         }
     }
 
@@ -157,11 +207,25 @@ mod tests {
         run(
             policy(),
             &[
-                (0, &[1.0, 1.0], 0),
-                (10, &[0.75, 1.0], 0),
-                (20, &[0.7, 1.0], 0),
-                // below min_healthy: move at once
-                (30, &[0.5, 1.0], 1),
+                (0, &[1.0, 1.0], &[100, 0]),
+                (10, &[0.75, 1.0], &[100, 0]),
+                (20, &[0.7, 1.0], &[100, 0]),
+            ],
+        );
+    }
+
+    #[test]
+    fn below_min_healthy_the_shortfall_spills_to_the_next_region() {
+        run(
+            policy(),
+            &[
+                // 0.5 / 0.7: the primary keeps 71%, the rest spills.
+                (0, &[0.5, 1.0], &[71, 29]),
+                (10, &[0.25, 1.0], &[36, 64]),
+                (20, &[0.0, 1.0], &[0, 100]),
+                // Two degraded regions: the third takes what is left.
+                (30, &[0.35, 0.35, 1.0], &[50, 50, 0]),
+                (40, &[0.35, 0.14, 1.0], &[50, 20, 30]),
             ],
         );
     }
@@ -171,83 +235,78 @@ mod tests {
         run(
             policy(),
             &[
-                (0, &[0.5, 1.0], 1),
-                // primary good from 100 ms
-                (100, &[1.0, 1.0], 1),
-                (600, &[1.0, 1.0], 1),
-                // flaps at 700: the clock starts over at 800
-                (700, &[0.5, 1.0], 1),
-                (800, &[0.75, 1.0], 1),
-                (1700, &[0.75, 1.0], 1),
-                (1799, &[1.0, 1.0], 1),
-                (1800, &[1.0, 1.0], 0),
-                (5000, &[1.0, 0.0], 0),
+                (0, &[0.0, 1.0], &[0, 100]),
+                // primary good from 100 ms: still capped at its worst
+                (100, &[1.0, 1.0], &[0, 100]),
+                (600, &[1.0, 1.0], &[0, 100]),
+                // flaps at 700 to half health: spills as degraded, and the
+                // clock starts over at 800
+                (700, &[0.35, 1.0], &[50, 50]),
+                (800, &[0.75, 1.0], &[50, 50]),
+                (1799, &[1.0, 1.0], &[50, 50]),
+                (1800, &[1.0, 1.0], &[100, 0]),
+                (5000, &[1.0, 0.0], &[100, 0]),
             ],
         );
     }
 
     #[test]
-    fn none_qualifying_picks_the_highest_fraction_ties_by_priority() {
+    fn a_recovering_region_takes_what_the_others_cannot() {
         run(
             policy(),
             &[
-                (0, &[0.25, 0.5, 0.5], 1),
-                (10, &[0.5, 0.5, 0.6], 2),
-                (20, &[0.6, 0.6, 0.6], 0),
-                (30, &[0.0, 0.0, 0.0], 0),
-                // a lower region qualifies: it takes over at once
-                (40, &[0.0, 0.0, 1.0], 2),
-                // the middle one qualifies: failback after 1 s
-                (50, &[0.0, 1.0, 1.0], 2),
-                (1050, &[0.0, 1.0, 1.0], 1),
+                (0, &[0.0, 1.0], &[0, 100]),
+                (100, &[1.0, 1.0], &[0, 100]),
+                // the secondary degrades before the failback timer ran out
+                (200, &[1.0, 0.35], &[50, 50]),
+                (300, &[1.0, 0.0], &[100, 0]),
             ],
         );
     }
 
     #[test]
-    fn degraded_active_moves_to_a_recovering_higher_region_at_once() {
-        run(
-            policy(),
-            &[
-                (0, &[0.0, 1.0], 1),
-                (100, &[1.0, 1.0], 1),
-                // secondary falls below min before the failback timer ran out
-                (200, &[1.0, 0.5], 0),
-            ],
-        );
+    fn nothing_healthy_anywhere_goes_to_the_first_region() {
+        run(policy(), &[(0, &[0.0, 0.0], &[100, 0])]);
+        // All degraded: the shares scale up to the whole.
+        run(policy(), &[(0, &[0.14, 0.14, 0.0], &[50, 50, 0])]);
     }
 
     #[test]
-    fn zero_failback_and_empty_regions() {
+    fn zero_failback_and_min_healthy_and_empty_regions() {
         let p = Policy::default();
-        run(p, &[(0, &[0.0, 1.0], 1), (1, &[1.0, 1.0], 0)]);
-        // min_healthy 0: a region without healthy endpoints still does not qualify
+        run(
+            p,
+            &[(0, &[0.0, 1.0], &[0, 100]), (1, &[1.0, 1.0], &[100, 0])],
+        );
+        // min_healthy 0: any healthy endpoint makes a region whole.
         let p = Policy {
             min_healthy: 0.0,
             failback_after: Duration::ZERO,
         };
-        run(p, &[(0, &[0.0, 0.1], 1), (1, &[0.1, 0.1], 0)]);
-        let mut s = State::default();
-        assert_eq!(s.step(&[], Instant::now(), &p), None);
-        assert_eq!(
-            s.step_with(2, |i| [0.0, 1.0][i], Instant::now(), &p),
-            Some(1)
+        run(
+            p,
+            &[(0, &[0.0, 0.1], &[0, 100]), (1, &[0.1, 0.1], &[100, 0])],
         );
+        let mut s = State::default();
+        assert!(s.step(&[], Instant::now(), &p).is_empty());
+        assert_eq!(s.active(), None);
+        s.step_with(2, |i| [0.0, 1.0][i], Instant::now(), &p);
         assert_eq!(s.active(), Some(1));
     }
 
     #[test]
-    fn a_third_region_takes_over_when_two_are_degraded() {
-        run(
-            policy(),
-            &[
-                (0, &[1.0, 1.0, 1.0], 0),
-                (10, &[0.5, 0.6, 1.0], 2),
-                (20, &[0.5, 1.0, 1.0], 2),
-                (1020, &[0.5, 1.0, 1.0], 1),
-                (1030, &[1.0, 1.0, 1.0], 1),
-                (2030, &[1.0, 1.0, 1.0], 0),
-            ],
-        );
+    fn pick_follows_the_shares_evenly() {
+        let shares = [0.71, 0.29, 0.0];
+        let mut counts = [0; 3];
+        for n in 0..100 {
+            counts[pick(&shares, n).unwrap()] += 1;
+        }
+        assert!((70..=72).contains(&counts[0]), "{counts:?}");
+        assert_eq!(counts[2], 0);
+        assert_eq!(pick(&[0.0, 1.0], 7), Some(1));
+        assert_eq!(pick(&[], 7), None);
+        // Any run of ten requests already splits close to the shares.
+        let first: usize = (0..10).filter(|&n| pick(&shares, n) == Some(1)).count();
+        assert!((2..=4).contains(&first), "{first}");
     }
 }

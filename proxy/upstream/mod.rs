@@ -7,7 +7,8 @@
 //! - `forward`: hop-by-hop and forwarding headers.
 //! - `retry`: which failures may be retried, within a budget.
 //! - `outlier`: passive ejection of endpoints that keep failing.
-//! - `failover`: which region takes the traffic (`min_healthy`, failback).
+//! - `failover`: how the traffic is shared between regions (`min_healthy`,
+//!   spillover, failback).
 //! - `proxy`: one request through attempts to a response (or a refusal).
 //! - `tunnel`: upgraded connections (WebSocket) copied both ways.
 
@@ -24,6 +25,7 @@ pub mod select;
 pub mod tunnel;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +56,8 @@ pub struct Service {
     /// Which region is active; stepped by `active_region_at`, never held
     /// across an await.
     pub failover_state: Mutex<failover::State>,
+    /// Requests that drew a region so far (see `failover::pick`).
+    pub region_draws: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -125,28 +129,39 @@ impl Service {
         self.regions.iter().any(|r| r.healthy() > 0)
     }
 
-    /// The region requests go to now (see `failover`); `None` only when
-    /// the service has no region.
+    /// The first region taking traffic now (see `failover`); `None` only
+    /// when the service has no region.
     pub fn active_region(&self) -> Option<&Region> {
-        self.active_region_at(Instant::now())
+        let index = self.with_shares(Instant::now(), failover::State::active);
+        self.regions.get(index?)
     }
 
-    /// The region requests go to at `now`: steps the failover state with
-    /// every region's healthy fraction.
-    pub fn active_region_at(&self, now: Instant) -> Option<&Region> {
-        let index = {
-            let mut state = self
-                .failover_state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            state.step_with(
-                self.regions.len(),
-                |i| self.regions[i].healthy_fraction(now),
-                now,
-                &self.failover,
-            )
-        };
+    /// Each region's share of the traffic now, in priority order.
+    pub fn shares(&self) -> Vec<f64> {
+        self.with_shares(Instant::now(), |state| state.shares().to_vec())
+    }
+
+    /// The region for the next request, drawn by the regions' shares.
+    pub fn pick_region(&self) -> Option<&Region> {
+        let n = self.region_draws.fetch_add(1, Ordering::Relaxed);
+        let index = self.with_shares(Instant::now(), |state| failover::pick(state.shares(), n));
         self.regions.get(index?)
+    }
+
+    /// Steps the failover state with every region's healthy fraction at
+    /// `now` and reads it with `read`, holding the lock only for that.
+    fn with_shares<T>(&self, now: Instant, read: impl FnOnce(&failover::State) -> T) -> T {
+        let mut state = self
+            .failover_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        state.step_with(
+            self.regions.len(),
+            |i| self.regions[i].healthy_fraction(now),
+            now,
+            &self.failover,
+        );
+        read(&state)
     }
 
     /// Reports one attempt's outcome on `endpoint` of `region` to passive

@@ -114,10 +114,10 @@ pub async fn proxy(
         _ => Version::HTTP_11,
     };
 
-    let Some(region) = service.active_region() else {
+    let Some(mut region) = service.pick_region() else {
         return Reject::NoHealthyEndpoint.response();
     };
-    let endpoints = region.endpoints.load_full();
+    let mut endpoints = region.endpoints.load_full();
     // Retries pick from a cursor of their own, so the shared one moves once
     // per request and a dead endpoint does not catch every first attempt.
     let retry_cursor = select::Cursor::default();
@@ -125,6 +125,7 @@ pub async fn proxy(
     let mut last = None;
     let mut again_on: Option<Arc<super::Endpoint>> = None;
     let mut stale_retried = false;
+    let mut switches = 0;
     loop {
         let endpoint = match again_on.take() {
             Some(endpoint) => endpoint,
@@ -136,7 +137,17 @@ pub async fn proxy(
                 };
                 match select::pick(&service.load_balance, &endpoints, key, &tried, cursor) {
                     Some(endpoint) => endpoint.clone(),
-                    None => break,
+                    // Every endpoint of this region tried: a retry goes on
+                    // to the next region with a healthy endpoint.
+                    None => match next_region(service, region, &tried) {
+                        Some(next) if switches < service.regions.len() => {
+                            switches += 1;
+                            region = next;
+                            endpoints = region.endpoints.load_full();
+                            continue;
+                        }
+                        _ => break,
+                    },
                 }
             }
         };
@@ -233,6 +244,22 @@ pub async fn proxy(
         Some(failure) => failure.reject().response(),
         None => Reject::NoHealthyEndpoint.response(),
     }
+}
+
+/// The first region in priority order, other than `current`, with a
+/// healthy endpoint not in `tried`.
+fn next_region<'a>(
+    service: &'a Service,
+    current: &super::Region,
+    tried: &[SocketAddr],
+) -> Option<&'a super::Region> {
+    service.regions.iter().find(|r| {
+        !std::ptr::eq(*r, current)
+            && r.endpoints
+                .load()
+                .iter()
+                .any(|e| e.is_healthy() && !tried.contains(&e.addr))
+    })
 }
 
 /// An error of the client's request body, kept apart from upstream errors.
