@@ -16,6 +16,7 @@ use crate::balancer::{Backend, Split, Target};
 use crate::http::compression::Coding;
 use crate::http::rate_limit::RateLimiter;
 use crate::listener::{Spec as ListenerSpec, TlsSpec};
+use crate::reload::carry::Previous;
 use crate::router::{self, HostMatch, Router};
 use crate::site::rules::Rules;
 use crate::site::{Site, netlify};
@@ -34,6 +35,7 @@ pub fn compile(
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, ConfigError> {
     let config = &doc.config;
+    let previous = Previous(previous);
     let mut errors = Vec::new();
     let problem = |path: String, message: String| Diagnostic {
         file: doc.file.clone().unwrap_or_default(),
@@ -47,7 +49,7 @@ pub fn compile(
     for (name, site) in &config.sites {
         let root = resolve(&doc.base, &site.root);
         match root.canonicalize() {
-            Ok(root) => match compile_site(name, site, root, config, &doc.base) {
+            Ok(root) => match compile_site(name, site, root, config, &doc.base, previous) {
                 Ok(built) => {
                     sites.insert(name.as_str(), Arc::new(built));
                 }
@@ -62,15 +64,15 @@ pub fn compile(
     let services: HashMap<&str, Arc<Service>> = config
         .services
         .iter()
-        .filter_map(
-            |(name, service)| match compile_service(name, service, metrics, &doc.base) {
+        .filter_map(|(name, service)| {
+            match compile_service(name, service, metrics, &doc.base, previous) {
                 Ok(built) => Some((name.as_str(), Arc::new(built))),
                 Err(e) => {
                     errors.push(problem(format!("services.{name}.tls"), e.to_string()));
                     None
                 }
-            },
-        )
+            }
+        })
         .collect();
 
     let now = std::time::Instant::now();
@@ -97,9 +99,7 @@ pub fn compile(
             .collect();
         let rollout = route.rollout.as_ref().and_then(|section| {
             let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
-            let before = previous
-                .and_then(|p| p.router.routes().iter().find(|r| r.name == name))
-                .and_then(|r| r.rollout.as_ref());
+            let before = previous.route(&name).and_then(|r| r.rollout.as_ref());
             Rollout::new(section, &names, before, now)
         });
         let split = match &rollout {
@@ -110,6 +110,13 @@ pub fn compile(
             }
             None => Split::new(backends),
         };
+        let rate_limit = route.rate_limit.as_ref().map(|limit| {
+            previous
+                .route(&name)
+                .and_then(|r| r.options.rate_limit.clone())
+                .filter(|kept| kept.same_settings(limit))
+                .unwrap_or_else(|| Arc::new(RateLimiter::new(limit)))
+        });
         routes.push(router::Route {
             name,
             host: HostMatch::parse(route.host.as_deref()),
@@ -125,7 +132,7 @@ pub fn compile(
                 timeout: route.timeout.map(|d| d.0),
                 try_timeout: route.try_timeout.map(|d| d.0),
                 retries: route.retries,
-                rate_limit: route.rate_limit.as_ref().map(RateLimiter::new),
+                rate_limit,
                 affinity: route
                     .affinity
                     .as_ref()
@@ -249,6 +256,7 @@ fn compile_site(
     root: std::path::PathBuf,
     config: &schema::Config,
     base: &std::path::Path,
+    previous: Previous<'_>,
 ) -> Result<Site, String> {
     let file_rules = match &site.headers_file {
         None => Vec::new(),
@@ -273,6 +281,20 @@ fn compile_site(
     built.cross_origin_isolated = site.cross_origin_isolated;
     built.immutable = site.immutable.clone();
     built.rules = rules;
+    // Cached entries hold their headers (rules, policy, isolation) and
+    // encodings: only a site configured exactly the same keeps its cache.
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(
+        &format!("{site:?}{file_rules:?}{:?}", config.compression),
+        &mut hasher,
+    );
+    built.identity = std::hash::Hasher::finish(&hasher);
+    if let Some(kept) = previous
+        .site(name)
+        .filter(|p| p.root == built.root && p.identity == built.identity)
+    {
+        built.cache = kept.cache.clone();
+    }
     Ok(built)
 }
 
@@ -294,7 +316,9 @@ fn compile_service(
     service: &schema::Service,
     metrics: &Metrics,
     base: &std::path::Path,
+    previous: Previous<'_>,
 ) -> Result<Service, crate::upstream::client::ClientError> {
+    let before = previous.service(name);
     let tls = crate::upstream::client::tls_settings(service.tls.as_ref(), base)?;
     let regions: Vec<(&str, &Vec<String>)> = match (&service.endpoints, &service.regions) {
         (Some(endpoints), _) => vec![("default", endpoints)],
@@ -304,15 +328,41 @@ fn compile_service(
             .collect(),
         (None, None) => Vec::new(),
     };
-    let pool = crate::upstream::client::pool(service.protocol, tls.as_ref())?;
+    let pool = match before
+        .filter(|b| tls.is_none() && b.scheme == "http" && b.protocol == service.protocol)
+    {
+        Some(kept) => kept.pool.clone(),
+        None => crate::upstream::client::pool(service.protocol, tls.as_ref())?,
+    };
+    let regions: Vec<Region> = regions
+        .into_iter()
+        .map(|(region, endpoints)| {
+            let kept = before.and_then(|b| b.regions.iter().find(|r| &*r.name == region));
+            Region::carried(
+                region,
+                endpoints.clone(),
+                metrics.attempts(name, region),
+                kept,
+            )
+        })
+        .collect();
+    let same_regions = before.is_some_and(|b| {
+        b.regions
+            .iter()
+            .map(|r| &r.name)
+            .eq(regions.iter().map(|r| &r.name))
+    });
+    let failover_state = match before.filter(|_| same_regions) {
+        Some(kept) => kept
+            .failover_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        None => Default::default(),
+    };
     Ok(Service {
         name: name.to_owned(),
-        regions: regions
-            .into_iter()
-            .map(|(region, endpoints)| {
-                Region::new(region, endpoints.clone(), metrics.attempts(name, region))
-            })
-            .collect(),
+        regions,
         protocol: service.protocol,
         load_balance: service.load_balance.clone(),
         pool,
@@ -324,7 +374,7 @@ fn compile_service(
             .as_ref()
             .map(crate::upstream::outlier::Policy::from),
         failover: service.failover.as_ref().into(),
-        failover_state: Default::default(),
+        failover_state: std::sync::Mutex::new(failover_state),
         region_draws: Default::default(),
     })
 }

@@ -277,6 +277,18 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `config` would build a limiter with the same arithmetic (so
+    /// a reload may keep this one and its buckets).
+    pub fn same_settings(&self, config: &RateLimit) -> bool {
+        let other = Refill::new(config);
+        (
+            self.refill.token,
+            self.refill.per_nano,
+            self.refill.capacity,
+            self.refill.unlimited,
+        ) == (other.token, other.per_nano, other.capacity, other.unlimited)
+    }
+
     /// Takes one token for `ip` at `now`. The caller supplies the clock, so
     /// the answer depends only on the calls made and the instants passed.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Decision {

@@ -11,6 +11,7 @@
 //!
 //! `spawn` returns a `Watch`; dropping it stops the watcher.
 
+pub mod carry;
 mod watch;
 
 pub use watch::{Watch, spawn};

@@ -38,7 +38,7 @@ pub struct Options {
     pub try_timeout: Option<std::time::Duration>,
     /// Extra attempts for requests that are safe to repeat.
     pub retries: u32,
-    pub rate_limit: Option<crate::http::rate_limit::RateLimiter>,
+    pub rate_limit: Option<Arc<crate::http::rate_limit::RateLimiter>>,
     /// `affinity = { cookie, max_age }`: pin a client to its backend.
     pub affinity: Option<crate::balancer::affinity::Affinity>,
     /// `override_header`: a request naming a backend in it goes there.

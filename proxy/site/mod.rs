@@ -15,6 +15,7 @@
 //! that the page's relative links resolve against the directory.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 mod body;
 pub mod cache;
@@ -53,7 +54,11 @@ pub struct Site {
     /// Path prefixes cached for a year as immutable.
     pub immutable: Vec<String>,
     pub rules: rules::Rules,
-    pub cache: cache::FileCache,
+    /// Shared with the same site of the next snapshot (`reload::carry`).
+    pub cache: Arc<cache::FileCache>,
+    /// A hash of everything configured for the site (rules included), so a
+    /// reload keeps the cache only when nothing that shapes entries changed.
+    pub identity: u64,
 }
 
 impl Site {
@@ -70,7 +75,8 @@ impl Site {
             cross_origin_isolated: false,
             immutable: Vec::new(),
             rules: rules::Rules::empty(),
-            cache: cache::FileCache::new(cache::DEFAULT_CAPACITY),
+            cache: Arc::new(cache::FileCache::new(cache::DEFAULT_CAPACITY)),
+            identity: 0,
         }
     }
 

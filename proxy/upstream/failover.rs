@@ -59,7 +59,7 @@ impl From<Option<&schema::Failover>> for Policy {
 }
 
 /// The failover state of one service.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     regions: Vec<RegionState>,
     /// The share of the traffic of each region after the last step.

@@ -40,6 +40,11 @@ impl Default for Counter {
 }
 
 impl Counter {
+    /// A counter for an endpoint already known to be `healthy` (or not).
+    pub fn starting(healthy: bool) -> Counter {
+        Counter { healthy, streak: 0 }
+    }
+
     /// Records one check; returns the new state when it changed.
     pub fn record(&mut self, ok: bool, t: Thresholds) -> Option<bool> {
         if ok == self.healthy {
@@ -101,7 +106,10 @@ async fn check_round(
     let (endpoints, futures): (Vec<_>, Vec<_>) = probes.into_iter().unzip();
     let results = join_all(futures).await;
     for (endpoint, ok) in endpoints.into_iter().zip(results) {
-        let counter = counters.entry(endpoint.addr).or_default();
+        // A new task (after a reload) starts from what the endpoint is.
+        let counter = counters
+            .entry(endpoint.addr)
+            .or_insert_with(|| Counter::starting(endpoint.healthy.load(Ordering::Relaxed)));
         if let Some(now) = counter.record(ok, thresholds) {
             endpoint.healthy.store(now, Ordering::Relaxed);
             tracing::info!(

@@ -100,6 +100,34 @@ impl Region {
         }
     }
 
+    /// A region like [`Region::new`], taking over what `previous` (the same
+    /// region of the snapshot being replaced) knows: the DNS state of the
+    /// names it shares and the `Endpoint` (health, outlier, in-flight) of
+    /// every address it still has.
+    pub fn carried(
+        name: &str,
+        configured: Vec<String>,
+        attempts: Attempts,
+        previous: Option<&Region>,
+    ) -> Region {
+        let mut region = Region::new(name, configured, attempts);
+        let Some(previous) = previous else {
+            return region;
+        };
+        for name in &mut region.names {
+            if let Some(kept) = previous
+                .names
+                .iter()
+                .find(|p| p.host == name.host && p.port == name.port)
+            {
+                *name = kept.clone();
+            }
+        }
+        region.endpoints.store(previous.endpoints.load_full());
+        region.refresh_endpoints();
+        region
+    }
+
     /// Rebuilds the endpoint set from the literal addresses and what every
     /// name resolves to now. An address that stays keeps its `Endpoint`
     /// (and so its counters and health); one that leaves is dropped from
