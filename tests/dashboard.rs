@@ -5,14 +5,27 @@
 //! active and standby regions with healthy and unhealthy endpoints, and the generation.
 //! A screenshot goes to the cargo target dir for a person to look at.
 //!
+//! A second test feeds the same page canned /status and /metrics answers (a rollout object
+//! as the rollout engine reports it, counters that grow between scrapes) to check what a
+//! weir on this branch cannot produce yet: the rollout cell, rates and the last reload.
+//!
 //! Chromium comes from the Debian package (`apt-get install chromium`, as .ci/run does).
 //! Without it the test fails when `CI` is set and is skipped with a notice otherwise.
 
 mod support;
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 
 use support::upstream::Upstream;
 use support::{eventually, get, weir};
@@ -106,9 +119,10 @@ fn text_of(dom: &str, id: &str) -> Option<String> {
     Some(dom[start..end].to_owned())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_renders_routes_services_and_health_in_chromium() {
-    let Some(chromium) = chromium() else {
+/// Chromium, or None after a skip notice; without it under `CI` the test fails.
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI is set but no Chromium was found (/usr/bin/chromium, or chromium, \
@@ -118,6 +132,13 @@ async fn dashboard_renders_routes_services_and_health_in_chromium() {
             "note: skipping the dashboard test: no Chromium found \
              (apt-get install chromium to run it)"
         );
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_renders_routes_services_and_health_in_chromium() {
+    let Some(chromium) = chromium_or_skip() else {
         return;
     };
     let api = Upstream::named("api").start().await;
@@ -310,4 +331,152 @@ endpoints = ["{standby}"]
         png.len()
     );
     eprintln!("dashboard screenshot: {}", shot.display());
+}
+
+/// What a weir with a running rollout reports (SPEC "Details": state, step, since, the
+/// last verdict with its figures), plus a field the page has never heard of.
+const CANNED_STATUS: &str = r#"{
+  "generation": 7,
+  "loaded_at": "2026-11-26T12:00:00Z",
+  "routes": [{
+    "name": "api",
+    "backends": [
+      { "name": "api-stable", "weight": 100, "effective_weight": 75 },
+      { "name": "api-canary", "weight": 0, "effective_weight": 25 }
+    ],
+    "rollout": {
+      "from": "api-stable", "to": "api-canary", "state": "running", "step": 25,
+      "weight": 25, "since": "2026-11-26T11:45:00Z",
+      "reason": "window clean: advanced from 10",
+      "window": { "requests": 240, "error_rate": 0.004, "p99_ms": 180 },
+      "novel_field": "shown as is"
+    }
+  }],
+  "services": []
+}"#;
+
+/// The page itself at `/`, `CANNED_STATUS` at `/status`, and at `/metrics` counters that
+/// grow by 100 requests (10 of them 5xx) and one failed reload per scrape.
+async fn canned_admin() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let scrapes = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let scrapes = scrapes.clone();
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let scrapes = scrapes.clone();
+                async move {
+                    let (kind, body) = match req.uri().path() {
+                        "/" => (
+                            "text/html",
+                            include_str!("../proxy/admin/dashboard.html").to_owned(),
+                        ),
+                        "/status" => ("application/json", CANNED_STATUS.to_owned()),
+                        "/metrics" => {
+                            let n = scrapes.fetch_add(1, Ordering::SeqCst) + 1;
+                            let body = format!(
+                                "# TYPE weir_requests counter\n\
+                                 weir_requests_total{{route=\"api\",backend=\"api-stable\",code_class=\"2xx\"}} {ok}\n\
+                                 weir_requests_total{{route=\"api\",backend=\"api-canary\",code_class=\"5xx\"}} {bad}\n\
+                                 weir_config_reloads_total{{result=\"ok\"}} 6\n\
+                                 weir_config_reloads_total{{result=\"failed\"}} {n}\n\
+                                 # EOF\n",
+                                ok = 90 * n,
+                                bad = 10 * n,
+                            );
+                            (
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                body,
+                            )
+                        }
+                        _ => ("text/plain", String::new()),
+                    };
+                    let mut response = http::Response::new(Full::new(Bytes::from(body)));
+                    response.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(kind),
+                    );
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_a_rollout_rates_and_the_last_reload() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let admin = canned_admin().await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let profile_path = profile.path().to_owned();
+    // target/tmp/dashboard-rollout.png, for a person to look at.
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-rollout.png");
+    let dom = tokio::task::spawn_blocking(move || {
+        let url = format!("http://{admin}/");
+        let shot_flag = format!("--screenshot={}", shot.display());
+        headless(
+            &chromium,
+            &profile_path,
+            &url,
+            &[&shot_flag, "--window-size=1280,500"],
+        );
+        headless(&chromium, &profile_path, &url, &["--dump-dom"])
+    })
+    .await
+    .expect("chromium task");
+
+    assert_eq!(text_of(&dom, "generation").as_deref(), Some("7"), "{dom}");
+    let rollout = tag_with(&dom, &[r#"data-rollout="yes""#])
+        .unwrap_or_else(|| panic!("no rollout cell\n{dom}"));
+    assert!(
+        rollout.contains(r#"data-rollout-state="running""#)
+            && rollout.contains(r#"data-rollout-step="25""#),
+        "{rollout}"
+    );
+    for shown in [
+        ">running<",
+        ">window clean: advanced from 10<",
+        ">from: api-stable<",
+        ">since: 2026-11-26T11:45:00Z<",
+        ">window.requests: 240<",
+        ">window.error_rate: 0.004<",
+        ">novel_field: shown as is<",
+    ] {
+        assert!(dom.contains(shown), "the rollout cell lacks {shown}\n{dom}");
+    }
+    assert!(
+        tag_with(
+            &dom,
+            &[
+                r#"data-backend="api-canary""#,
+                r#"data-effective-weight="25""#
+            ]
+        )
+        .is_some(),
+        "{dom}"
+    );
+
+    // Counters grew between scrapes: 10 % of the requests were 5xx, at some positive rate.
+    let error_rate = tag_with(&dom, &[r#"data-error-rate="0.1000""#]);
+    assert!(error_rate.is_some(), "5xx share of 10 % not shown\n{dom}");
+    let rate = tag_with(&dom, &["data-rate=\""])
+        .and_then(|tag| tag.split("data-rate=\"").nth(1)?.split('"').next())
+        .and_then(|r| r.parse::<f64>().ok());
+    assert!(rate.is_some_and(|r| r > 0.0), "rate {rate:?}\n{dom}");
+    // The failed-reload counter went up: the last reload is shown as failed.
+    assert!(
+        tag_with(&dom, &[r#"id="last-reload""#, r#"data-result="failed""#]).is_some(),
+        "last reload\n{dom}"
+    );
+    assert_eq!(text_of(&dom, "reloads-ok").as_deref(), Some("6"), "{dom}");
 }
