@@ -1,6 +1,7 @@
 //! The `weir` command line: run, check, serve, version. Exit codes: 0 ok,
 //! 1 bad config or usage, 2 runtime failure.
 
+use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use weir::app::Server;
 use weir::config::{self, ConfigError, Document};
+use weir::telemetry::announce::{self, Listening};
 use weir::tls::selfsigned::{PemFiles, SelfSigned};
 
 #[derive(Parser)]
@@ -72,15 +74,19 @@ fn main() -> ExitCode {
         }
         Command::Check => check(cli.config.as_deref()),
         Command::Run => match run_document(cli.config.as_deref()) {
-            Ok(doc) => run(doc),
+            Ok(doc) => run(doc, None),
             Err(e) => config_failed(&e),
         },
         Command::Serve { dir, listen, tls } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            let serving = |fingerprint| announce::Serve {
+                dir: dir.display().to_string(),
+                fingerprint,
+            };
             if !tls {
                 let listen = listen.unwrap_or(SERVE_LISTEN);
                 return match serve_document(&dir, listen, None) {
-                    Ok(doc) => run(doc),
+                    Ok(doc) => run(doc, Some(serving(None))),
                     Err(e) => config_failed(&e),
                 };
             }
@@ -98,12 +104,7 @@ fn main() -> ExitCode {
                 }
             };
             match serve_document(&dir, listen, Some(&files)) {
-                Ok(doc) => {
-                    println!(
-                        "weir: self-signed certificate for localhost, SHA-256 fingerprint {fingerprint}"
-                    );
-                    run(doc)
-                }
+                Ok(doc) => run(doc, Some(serving(Some(fingerprint)))),
                 Err(e) => config_failed(&e),
             }
         }
@@ -211,7 +212,8 @@ fn toml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
 }
 
-fn run(doc: Document) -> ExitCode {
+/// Runs `doc` until SIGTERM or SIGINT; `serve` says it was made by `weir serve`.
+fn run(doc: Document, serve: Option<announce::Serve>) -> ExitCode {
     let _logs = weir::telemetry::logging::init();
     let workers = doc
         .config
@@ -245,7 +247,7 @@ fn run(doc: Document) -> ExitCode {
         // signal at once, and an unhandled TERM or HUP would kill the process.
         let shutdown = terminated();
         let hup = signal(SignalKind::hangup());
-        announce(&server, &doc);
+        announce(&server, &doc, serve);
         let app = server.app().clone();
         tokio::spawn(async move {
             let Ok(mut hup) = hup else {
@@ -262,21 +264,26 @@ fn run(doc: Document) -> ExitCode {
     })
 }
 
-/// Prints where weir listens: one line per listener, then admin.
-fn announce(server: &Server, doc: &Document) {
-    for listener in &doc.config.listeners {
-        let scheme = if listener.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        for addr in server.local_addrs(&listener.name) {
-            println!("weir: listener {} on {scheme}://{addr}/", listener.name);
-        }
-    }
-    if let Some(admin) = server.admin_addr() {
-        println!("weir: admin on http://{admin}/ (dashboard), http://{admin}/metrics");
-    }
+/// Prints where weir listens, on one line: a sentence on a terminal, else JSON.
+fn announce(server: &Server, doc: &Document, serve: Option<announce::Serve>) {
+    let listening = Listening {
+        listeners: doc
+            .config
+            .listeners
+            .iter()
+            .map(|listener| announce::Bound {
+                name: listener.name.clone(),
+                addrs: server.local_addrs(&listener.name),
+                tls: listener.tls.is_some(),
+            })
+            .collect(),
+        admin: server.admin_addr(),
+        serve,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let line = listening.line(stdout.is_terminal());
+    // A closed stdout must not stop weir from serving.
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed by this call,

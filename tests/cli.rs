@@ -165,27 +165,13 @@ impl Weir {
         );
     }
 
-    /// Reads the start-up announcement: listener lines, then the admin line.
+    /// Reads the start-up announcement: stdout is a pipe here, so it is one JSON line,
+    /// `{"event":"listening","listeners":[{"name","addrs",..}],"admin",..}`.
     fn announced(&mut self) -> Announced {
         let deadline = Instant::now() + PATIENCE;
-        let mut listeners = Vec::new();
         while let Some(line) = self.next_line(deadline) {
-            if let Some(rest) = line.strip_prefix("weir: listener ") {
-                let (name, url) = rest
-                    .split_once(" on ")
-                    .unwrap_or_else(|| panic!("malformed listener line {line:?}"));
-                listeners.push((name.to_owned(), url_addr(url)));
-            } else if let Some(rest) = line.strip_prefix("weir: admin on ") {
-                let (dashboard, metrics) = rest
-                    .split_once(" (dashboard), ")
-                    .unwrap_or_else(|| panic!("malformed admin line {line:?}"));
-                let admin = url_addr(dashboard);
-                assert_eq!(
-                    metrics,
-                    format!("http://{admin}/metrics"),
-                    "admin line {line:?}"
-                );
-                return Announced { listeners, admin };
+            if let Some(listening) = listening(&line) {
+                return announcement(&listening);
             }
         }
         let status = self.child.try_wait().ok().flatten();
@@ -239,6 +225,34 @@ impl Drop for Weir {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The start-up line, parsed, when `line` is one.
+fn listening(line: &str) -> Option<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    (value["event"] == "listening").then_some(value)
+}
+
+/// The addresses in a `listening` line; panics on a malformed one.
+fn announcement(listening: &serde_json::Value) -> Announced {
+    let mut listeners = Vec::new();
+    for listener in listening["listeners"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no listeners in {listening}"))
+    {
+        let name = listener["name"].as_str().expect("listener name");
+        for addr in listener["addrs"].as_array().expect("listener addrs") {
+            let addr = addr.as_str().expect("address").parse().expect("address");
+            listeners.push((name.to_owned(), addr));
+        }
+    }
+    let admin = url_addr(listening["admin"].as_str().expect("admin URL"));
+    assert_eq!(
+        listening["dashboard"],
+        format!("http://{admin}/"),
+        "dashboard URL in {listening}"
+    );
+    Announced { listeners, admin }
 }
 
 /// `http://127.0.0.1:1234/...` -> `127.0.0.1:1234`.
@@ -756,6 +770,60 @@ fn embedded_default_serves_the_working_directory() {
 }
 
 // ---------------------------------------------------------------------------
+// Start-up line.
+// ---------------------------------------------------------------------------
+
+/// stdout is a pipe here, not a terminal: weir prints one JSON line that says where
+/// every listener and the admin port are, and nothing else until a request is logged.
+#[test]
+fn start_up_is_one_json_line_when_stdout_is_not_a_terminal() {
+    let dir = tempdir();
+    let cfg = site_config(
+        dir.path(),
+        "cfg.toml",
+        "[[listeners]]\nname = \"other\"\nbind = [\"127.0.0.1:0\", \"[::1]:0\"]\n",
+    );
+    let mut weir = Weir::spawn(weir().arg("run").arg("-c").arg(&cfg));
+    let first = weir.wait_line("at all", |_| true);
+    let line: serde_json::Value = serde_json::from_str(&first)
+        .unwrap_or_else(|e| panic!("the first stdout line is not JSON ({e}): {first}"));
+    assert_eq!(line["event"], "listening", "{first}");
+    assert_eq!(line["version"], env!("CARGO_PKG_VERSION"), "{first}");
+    let listeners = line["listeners"].as_array().expect("listeners");
+    let names: Vec<&str> = listeners
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert_eq!(names, ["web", "other"], "{first}");
+    assert_eq!(listeners[0]["tls"], false, "{first}");
+    assert_eq!(
+        listeners[1]["addrs"].as_array().map(Vec::len),
+        Some(2),
+        "{first}"
+    );
+    let at = announcement(&line);
+    let web = at.listener("web");
+    assert_eq!(listeners[0]["urls"][0], format!("http://{web}/"), "{first}");
+    // The addresses are the bound ones (port 0 resolved), and they answer.
+    assert_ne!(web.port(), 0);
+    assert_eq!(get(web, "/", &[]).status, 200);
+    let dashboard = get(at.admin, "/", &[]);
+    assert_eq!(dashboard.status, 200);
+    assert!(dashboard.text().contains("<html"), "{}", dashboard.text());
+
+    weir.signal("TERM");
+    assert_eq!(weir.wait_exit(PATIENCE).code(), Some(0));
+    let rest = weir.rest_of_stdout();
+    let json = rest.iter().filter(|l| l.starts_with('{')).count();
+    // The one GET / above is in the access log; nothing else is on stdout.
+    assert_eq!(json, 1, "stdout after the start-up line: {rest:?}");
+    assert!(
+        rest.iter().all(|l| listening(l).is_none()),
+        "announced twice: {rest:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // serve.
 // ---------------------------------------------------------------------------
 
@@ -773,6 +841,12 @@ fn serve_hosts_a_directory_with_spa_fallback() {
     let at = weir.announced();
     assert_eq!(at.listeners.len(), 1, "{:?}", at.listeners);
     let web = at.listeners[0].1;
+    // One line: the URL, with the dashboard folded in.
+    assert_eq!(weir.seen.len(), 1, "stdout: {:?}", weir.seen);
+    let line = listening(&weir.seen[0]).expect("the start-up line");
+    assert_eq!(line["serving"], dir.path().display().to_string());
+    assert_eq!(line["listeners"][0]["urls"][0], format!("http://{web}/"));
+    assert!(line.get("fingerprint").is_none(), "no TLS: {line}");
 
     let index = get(web, "/", &[]);
     assert_eq!(index.status, 200);
@@ -902,13 +976,17 @@ fn signals_right_after_the_announcement_are_handled() {
     let cfg = site_config(dir.path(), "cfg.toml", "");
     for round in 0..10 {
         let mut weir = Weir::spawn(weir().arg("run").arg("-c").arg(&cfg));
-        weir.wait_line("announcing a listener", |l| {
-            l.starts_with("weir: listener ")
-        });
+        let line = weir.wait_line("announcing the listeners", |l| listening(l).is_some());
         if round % 2 == 1 {
             // HUP reloads; it must not terminate.
+            let admin = listening(&line).map(|l| announcement(&l).admin);
             weir.signal("HUP");
-            weir.announced();
+            let reloaded = poll(PATIENCE, || {
+                let status = try_get(admin?, "/status", &[]).ok()?;
+                let status: serde_json::Value = serde_json::from_slice(&status.body).ok()?;
+                (status["generation"] == 2).then_some(())
+            });
+            assert!(reloaded.is_some(), "SIGHUP did not reload (round {round})");
             assert!(
                 weir.child.try_wait().unwrap().is_none(),
                 "SIGHUP killed weir (round {round})"

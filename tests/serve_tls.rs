@@ -1,6 +1,6 @@
 //! `weir serve DIR --tls` (SPEC "CLI"): with no certificate configured, weir makes a
 //! self-signed certificate for localhost at start and prints its SHA-256 fingerprint
-//! before the listener and admin lines.
+//! in its one start-up line, beside the URL.
 //!
 //! Clients here never skip verification: they pin the printed fingerprint. The
 //! verifier accepts the server's certificate only when its SHA-256 (computed here,
@@ -35,8 +35,6 @@ use tokio_rustls::client::TlsStream;
 const PATIENCE: Duration = Duration::from_secs(15);
 
 const INDEX: &str = "<!doctype html><title>pinned</title>\n";
-const FINGERPRINT_PREFIX: &str =
-    "weir: self-signed certificate for localhost, SHA-256 fingerprint ";
 
 // ---------------------------------------------------------------------------
 // A running `weir serve --tls`: stdout lines through a channel, killed on drop.
@@ -103,26 +101,25 @@ impl Weir {
         weir
     }
 
-    /// The fingerprint line comes first, then `weir: listener serve on https://...`,
-    /// then the admin line.
+    /// One line (stdout is a pipe, so JSON): the https URL with the fingerprint folded in,
+    /// `{"event":"listening","listeners":[{"urls":["https://..."]}],"fingerprint":..}`.
     fn read_announcement(&mut self) {
         let deadline = Instant::now() + PATIENCE;
-        let first = self.next_line(deadline);
-        self.fingerprint = first
-            .as_deref()
-            .and_then(|l| l.strip_prefix(FINGERPRINT_PREFIX))
-            .unwrap_or_else(|| self.fail("the fingerprint line first"))
+        let Some(first) = self.next_line(deadline) else {
+            self.fail("the start-up line")
+        };
+        let Ok(line) = serde_json::from_str::<serde_json::Value>(&first) else {
+            self.fail("the start-up line as JSON")
+        };
+        self.fingerprint = line["fingerprint"]
+            .as_str()
+            .unwrap_or_else(|| self.fail("the fingerprint in the start-up line"))
             .to_owned();
-        let mut addr = None;
-        while let Some(line) = self.next_line(deadline) {
-            if let Some(url) = line.strip_prefix("weir: listener serve on https://") {
-                let authority = url.trim_end_matches('/');
-                addr = Some(authority.parse().expect("listener address"));
-            } else if line.starts_with("weir: admin on http://") {
-                break;
-            }
-        }
-        self.addr = addr.unwrap_or_else(|| self.fail("an https listener line, then admin"));
+        let url = line["listeners"][0]["urls"][0]
+            .as_str()
+            .and_then(|u| u.strip_prefix("https://"))
+            .unwrap_or_else(|| self.fail("an https URL in the start-up line"));
+        self.addr = url.trim_end_matches('/').parse().expect("listener address");
     }
 
     fn next_line(&mut self, deadline: Instant) -> Option<String> {
