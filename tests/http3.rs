@@ -571,3 +571,73 @@ async fn h3_get_without_a_body_is_retried_past_a_dead_endpoint() {
     }
     assert_eq!(api.stats.requests(), 4);
 }
+
+/// The binary, so the access log really goes to stdout: an h3 request is
+/// logged with `"protocol":"h3"`.
+#[tokio::test]
+async fn access_log_names_protocol_h3() {
+    use std::io::BufRead;
+    let pki = pki(&[&["localhost", "127.0.0.1"]]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, _) = &pki.leaves[0];
+    std::fs::write(dir.path().join("c.pem"), cert).expect("cert");
+    std::fs::write(dir.path().join("k.pem"), key).expect("key");
+    std::fs::create_dir(dir.path().join("www")).expect("www");
+    std::fs::write(dir.path().join("www/app.js"), "1;\n").expect("file");
+    let config = "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"tls\"\nbind = [\"127.0.0.1:0\"]\nhttp3 = true\n[listeners.tls]\ncerts = [{ cert = \"c.pem\", key = \"k.pem\" }]\n\n[access_log]\nformat = \"json\"\n\n[[routes]]\npath = \"/\"\nbackends = [{ site = \"www\" }]\n\n[sites.www]\nroot = \"www\"\n";
+    std::fs::write(dir.path().join("weir.toml"), config).expect("config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c"])
+        .arg(dir.path().join("weir.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn weir");
+    let stdout = child.stdout.take().expect("stdout");
+    // Stopped however the test ends.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Reap(child);
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str, pred: &dyn Fn(&str) -> bool| -> String {
+        let deadline = std::time::Instant::now() + STEP;
+        loop {
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(wait) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no stdout line {what}: {e}"),
+            }
+        }
+    };
+    let announced = next("announcing the listener", &|l| {
+        l.starts_with("weir: listener tls on https://")
+    });
+    let addr: SocketAddr = announced
+        .trim_start_matches("weir: listener tls on https://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("listener address");
+
+    let client = connect(addr, &pki.ca).await;
+    assert_eq!(client.get("/app.js").await.status, StatusCode::OK);
+    let line = next("with the access-log JSON", &|l| l.starts_with('{'));
+    drop(child);
+    let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+    assert_eq!(entry["protocol"], "h3", "{line}");
+    assert_eq!(entry["path"], "/app.js", "{line}");
+    assert_eq!(entry["status"], 200, "{line}");
+}

@@ -134,8 +134,9 @@ async fn serve_requests(
     let mut requests = JoinSet::new();
     let mut stop = drain.signal();
     let mut closing = false;
+    let mut signalled = false;
     loop {
-        if !closing && drain.is_draining() {
+        if !closing && (signalled || drain.is_draining()) {
             closing = true;
             if let Err(e) = h3.shutdown(0).await {
                 tracing::debug!(peer = %info.peer, error = %e, "HTTP/3 GOAWAY failed");
@@ -158,7 +159,8 @@ async fn serve_requests(
                     break;
                 }
             },
-            _ = stop.changed(), if !closing => {}
+            // An error means the control is gone: close as on a drain.
+            _ = stop.changed(), if !closing => signalled = true,
             Some(_) = requests.join_next(), if !requests.is_empty() => {}
         }
     }
