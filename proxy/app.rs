@@ -33,6 +33,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error(transparent)]
+    Quic(#[from] listener::quic::QuicError),
     #[error("cannot bind admin listener {addr}: {source}")]
     Admin {
         addr: SocketAddr,
@@ -123,7 +125,10 @@ fn same_listeners(a: &Snapshot, b: &Snapshot) -> bool {
     a.admin == b.admin
         && a.listeners.len() == b.listeners.len()
         && a.listeners.iter().zip(&b.listeners).all(|(x, y)| {
-            x.name == y.name && x.binds == y.binds && x.tls.is_some() == y.tls.is_some()
+            x.name == y.name
+                && x.binds == y.binds
+                && x.tls.is_some() == y.tls.is_some()
+                && x.http3 == y.http3
         })
 }
 
@@ -131,6 +136,8 @@ fn same_listeners(a: &Snapshot, b: &Snapshot) -> bool {
 pub struct Server {
     app: Arc<App>,
     listeners: Vec<(Arc<str>, TcpListener)>,
+    /// QUIC endpoints of listeners with `http3 = true`, on the TCP ports.
+    quic: Vec<(Arc<str>, quinn::Endpoint)>,
     admin: TcpListener,
 }
 
@@ -140,9 +147,17 @@ impl Server {
         let app = App::new(doc)?;
         let snapshot = app.snapshot();
         let mut listeners = Vec::new();
+        let mut quic = Vec::new();
         for spec in &snapshot.listeners {
             for addr in &spec.binds {
-                listeners.push((spec.name.clone(), listener::bind(&spec.name, *addr)?));
+                let tcp = listener::bind(&spec.name, *addr)?;
+                if spec.http3 && spec.tls.is_some() {
+                    // Port 0 becomes the port TCP got, so Alt-Svc can name one.
+                    let udp = tcp.local_addr().unwrap_or(*addr);
+                    let endpoint = listener::quic::bind(&app, &spec.name, udp, &snapshot.limits)?;
+                    quic.push((spec.name.clone(), endpoint));
+                }
+                listeners.push((spec.name.clone(), tcp));
             }
         }
         let admin =
@@ -158,6 +173,7 @@ impl Server {
         Ok(Server {
             app,
             listeners,
+            quic,
             admin,
         })
     }
@@ -175,6 +191,15 @@ impl Server {
             .collect()
     }
 
+    /// The UDP addresses a listener serves HTTP/3 on.
+    pub fn quic_addrs(&self, listener: &str) -> Vec<SocketAddr> {
+        self.quic
+            .iter()
+            .filter(|(name, _)| &**name == listener)
+            .filter_map(|(_, e)| e.local_addr().ok())
+            .collect()
+    }
+
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.local_addr().ok()
     }
@@ -186,6 +211,7 @@ impl Server {
         let Server {
             app,
             listeners,
+            quic,
             admin,
         } = self;
         let limits = app.snapshot().limits.clone();
@@ -195,6 +221,15 @@ impl Server {
             tokio::spawn(listener::accept_loop(
                 socket,
                 name,
+                app.clone(),
+                permits.clone(),
+                drain.clone(),
+            ));
+        }
+        for (name, endpoint) in &quic {
+            tokio::spawn(crate::http::h3::accept_loop(
+                endpoint.clone(),
+                name.clone(),
                 app.clone(),
                 permits.clone(),
                 drain.clone(),
@@ -221,8 +256,20 @@ impl Server {
                 "shutdown grace ended with connections still open"
             );
         }
+        close_quic(&quic).await;
         let _ = admin_stop.send(());
         let _ = admin_task.await;
         clean
+    }
+}
+
+/// Closes the QUIC endpoints (connections still open after the grace get
+/// CONNECTION_CLOSE) and gives the close packets a moment to leave.
+async fn close_quic(endpoints: &[(Arc<str>, quinn::Endpoint)]) {
+    for (_, endpoint) in endpoints {
+        endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
+    }
+    for (_, endpoint) in endpoints {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
     }
 }

@@ -4,15 +4,23 @@
 //!
 //! 1. **Listener** (`listener`): every `[[listeners]]` address is bound at
 //!    start; `accept_loop` takes a `max_connections` permit per connection
-//!    and hands the socket to `http::conn`.
+//!    and hands the socket to `http::conn`. A TLS listener with
+//!    `http3 = true` also binds the same port over UDP (`listener::quic`),
+//!    whose QUIC connections share those permits and go to `http::h3`.
 //! 2. **TLS** (`tls`): on a TLS listener the handshake runs under
 //!    `header_read_timeout`; the certificate is picked by SNI (`tls::sni`).
+//!    QUIC has its own config (`tls::quic`: TLS 1.3, ALPN `h3`) that asks
+//!    the current snapshot's resolver, so reloaded certificates apply.
 //! 3. **HTTP** (`http::conn`): HTTP/1.1 or HTTP/2 as ALPN agreed (on plain
 //!    TCP the preface decides, so h2c prior knowledge works), with the head
 //!    deadline, the head size limit (431), the idle timeout and the drain.
-//! 4. **Service** (`http::service`): loads the current `Snapshot` once (the
-//!    request uses that one value to its end), takes or makes
-//!    `X-Request-Id`, refuses oversized bodies (413), answers
+//!    HTTP/3 (`http::h3`): each request stream becomes a `Request` whose
+//!    body streams from QUIC (`http::h3::body`), and the response is
+//!    written back frame by frame; GOAWAY on drain.
+//! 4. **Service** (`http::service`): generic over the request body, so
+//!    h1/h2 keep hyper's body unboxed and h3 brings its own. Loads the
+//!    current `Snapshot` once (the request uses that one value to its end),
+//!    takes or makes `X-Request-Id`, refuses oversized bodies (413), answers
 //!    `redirect_https` listeners with a 308 (`listener::redirect`), applies
 //!    the route's per-IP `rate_limit` (429, `http::rate_limit`).
 //! 5. **Router** (`router`): most specific host (exact, then longest
@@ -30,9 +38,10 @@
 //!    the request over the service's pool (`upstream::client`), retrying
 //!    what is safe (`upstream::retry`). Refusals become responses in one
 //!    place, `http::error`.
-//! 8. **Observe** (`http::observe`): the response body is wrapped; when it
-//!    ends, metrics are counted and one access-log line is written
-//!    (`telemetry::access`).
+//! 8. **Observe** (`http::observe`): the response gets HSTS and, on TCP
+//!    TLS listeners with HTTP/3, `Alt-Svc`; its body is wrapped, and when it
+//!    ends metrics are counted and one access-log line is written
+//!    (`telemetry::access`, protocol `h1`, `h2` or `h3`).
 //!
 //! Beside the path: `config` reads a file (TOML or YAML), validates all of
 //! it and compiles it into a `Snapshot`; `app` holds the `ArcSwap` that

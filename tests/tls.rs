@@ -1,6 +1,8 @@
 //! TLS termination smoke tests: SNI picks the certificate by SAN (first is
 //! the default), ALPN chooses HTTP/2 or HTTP/1.1, clients verify against a
-//! CA made in the test (verification is never disabled).
+//! CA made in the test (verification is never disabled). Bad input: TLS 1.2
+//! clients under `min_version = "1.3"`, truncated and corrupt ClientHellos,
+//! handshakes that never finish.
 
 mod support;
 
@@ -32,6 +34,11 @@ async fn start(pki: &Pki) -> support::Weir {
 
 /// `tls_extra` goes into `[listeners.tls]` (e.g. `hsts = "..."`).
 async fn start_with(pki: &Pki, tls_extra: &str) -> support::Weir {
+    start_full(pki, tls_extra, "").await
+}
+
+/// As `start_with`, plus `extra` tables at the end (e.g. `[limits]`).
+async fn start_full(pki: &Pki, tls_extra: &str, extra: &str) -> support::Weir {
     let mut builder = support::weir().file("www/index.html", "secure\n");
     let mut certs = Vec::new();
     for (i, (cert, key, _)) in pki.leaves.iter().enumerate() {
@@ -41,7 +48,7 @@ async fn start_with(pki: &Pki, tls_extra: &str) -> support::Weir {
         certs.push(format!("{{ cert = \"c{i}.pem\", key = \"k{i}.pem\" }}"));
     }
     let config = format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"tls\"\nbind = [\"127.0.0.1:0\"]\n[listeners.tls]\ncerts = [{}]\n{tls_extra}\n\n[access_log]\nformat = \"off\"\n\n[[routes]]\npath = \"/\"\nbackends = [{{ site = \"www\" }}]\n\n[sites.www]\nroot = \"www\"\n",
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"tls\"\nbind = [\"127.0.0.1:0\"]\n[listeners.tls]\ncerts = [{}]\n{tls_extra}\n\n[access_log]\nformat = \"off\"\n\n[[routes]]\npath = \"/\"\nbackends = [{{ site = \"www\" }}]\n\n[sites.www]\nroot = \"www\"\n\n{extra}\n",
         certs.join(", ")
     );
     builder.start(&config).await
@@ -235,4 +242,141 @@ async fn a_client_that_agreed_on_http11_never_gets_http2() {
         "served HTTP/2 after ALPN http/1.1: {:?}",
         &buf[..n]
     );
+}
+
+/// A client config that speaks only `versions`, trusting the test CA.
+fn client_config(
+    ca: &CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(weir::tls::certs::provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// Tries a full handshake with `config`; `Ok` carries the version agreed.
+async fn try_handshake(
+    addr: std::net::SocketAddr,
+    config: rustls::ClientConfig,
+) -> Result<rustls::ProtocolVersion, std::io::Error> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let connector = TlsConnector::from(Arc::new(config));
+    let stream = tokio::time::timeout(support::STEP, connector.connect(name, tcp))
+        .await
+        .expect("handshake ended in time")?;
+    Ok(stream.get_ref().1.protocol_version().expect("version"))
+}
+
+/// The first flight of a real TLS client: its ClientHello record(s).
+fn client_hello() -> Vec<u8> {
+    let pki = pki(&[&["localhost"]]);
+    let config = client_config(&pki.ca, &[&rustls::version::TLS13, &rustls::version::TLS12]);
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    assert!(
+        hello.len() > 100,
+        "a ClientHello is larger than {}",
+        hello.len()
+    );
+    hello
+}
+
+#[tokio::test]
+async fn tls12_only_clients_are_refused_when_min_version_is_13() {
+    let pki = pki(&[&["localhost"]]);
+    let tls12 = || client_config(&pki.ca, &[&rustls::version::TLS12]);
+    let tls13 = || client_config(&pki.ca, &[&rustls::version::TLS13]);
+
+    // Control: the default minimum (1.2) lets the same client in.
+    let lenient = start(&pki).await;
+    let agreed = try_handshake(lenient.addr("tls"), tls12()).await;
+    assert_eq!(agreed.ok(), Some(rustls::ProtocolVersion::TLSv1_2));
+
+    let strict = start_with(&pki, "min_version = \"1.3\"").await;
+    let refused = try_handshake(strict.addr("tls"), tls12()).await;
+    assert!(refused.is_err(), "a TLS 1.2 client got in: {refused:?}");
+    let agreed = try_handshake(strict.addr("tls"), tls13()).await;
+    assert_eq!(agreed.ok(), Some(rustls::ProtocolVersion::TLSv1_3));
+    let metrics = support::get(strict.admin, "/metrics").await.text();
+    let failed = r#"weir_tls_handshakes_total{listener="tls",result="failed"} 1"#;
+    assert!(metrics.contains(failed), "missing {failed} in\n{metrics}");
+}
+
+#[tokio::test]
+async fn a_truncated_client_hello_does_not_disturb_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let pki = pki(&[&["localhost"]]);
+    let w = start(&pki).await;
+    let hello = client_hello();
+    for cut in [1, 5, 6, hello.len() / 2, hello.len() - 1] {
+        let mut tcp = TcpStream::connect(w.addr("tls")).await.unwrap();
+        tcp.write_all(&hello[..cut]).await.unwrap();
+        drop(tcp);
+    }
+    // Garbage after a record header that promises a ClientHello.
+    let mut bogus = hello[..5].to_vec();
+    bogus.extend(std::iter::repeat_n(0xAB, hello.len() - 5));
+    let (_, closed) = support::raw(w.addr("tls"), &bogus, support::STEP).await;
+    assert!(closed, "a corrupt ClientHello left the connection open");
+
+    let reply = get_over_tls(&w, &pki, b"http/1.1").await;
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply.into_body().collect().await.unwrap().to_bytes(),
+        "secure\n"
+    );
+    let failed = r#"weir_tls_handshakes_total{listener="tls",result="failed"} 6"#;
+    let counted = support::eventually(support::STEP, || async {
+        support::get(w.admin, "/metrics")
+            .await
+            .text()
+            .contains(failed)
+    })
+    .await;
+    assert!(counted, "expected {failed}");
+}
+
+#[tokio::test]
+async fn a_handshake_that_never_finishes_is_closed_at_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let pki = pki(&[&["localhost"]]);
+    let w = start_full(&pki, "", "[limits]\nheader_read_timeout = \"1s\"").await;
+    let hello = client_hello();
+    // Well past 1s, well short of "never".
+    let wait = std::time::Duration::from_secs(8);
+
+    let mut silent = TcpStream::connect(w.addr("tls")).await.unwrap();
+    let mut half = TcpStream::connect(w.addr("tls")).await.unwrap();
+    half.write_all(&hello[..hello.len() / 2]).await.unwrap();
+    let started = std::time::Instant::now();
+    let (silent_closed, half_closed) = tokio::join!(
+        support::read_until_closed(&mut silent, wait),
+        support::read_until_closed(&mut half, wait),
+    );
+    assert!(silent_closed.1, "a silent client was kept past {wait:?}");
+    assert!(half_closed.1, "half a ClientHello was kept past {wait:?}");
+    assert!(started.elapsed() < wait);
+
+    let timeouts = r#"weir_tls_handshakes_total{listener="tls",result="timeout"} 2"#;
+    let counted = support::eventually(support::STEP, || async {
+        support::get(w.admin, "/metrics")
+            .await
+            .text()
+            .contains(timeouts)
+    })
+    .await;
+    assert!(counted, "expected {timeouts}");
+    // The server still serves.
+    assert_eq!(get_over_tls(&w, &pki, b"http/1.1").await.status(), 200);
 }

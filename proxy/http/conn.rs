@@ -28,12 +28,30 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
     pub state: ConnState,
+    /// `Alt-Svc` for every response on a TCP TLS listener with `http3 = true`.
+    pub alt_svc: Option<http::HeaderValue>,
     /// `weir_open_connections` for this connection's protocol, counted at
     /// its first request (h1 and h2 are told apart by the preface).
     open: OnceLock<Gauge>,
 }
 
 impl ConnInfo {
+    pub fn new(
+        listener: Arc<str>,
+        peer: SocketAddr,
+        tls: bool,
+        alt_svc: Option<http::HeaderValue>,
+    ) -> ConnInfo {
+        ConnInfo {
+            listener,
+            peer,
+            tls,
+            state: ConnState::new(),
+            alt_svc,
+            open: OnceLock::new(),
+        }
+    }
+
     pub fn count_open(&self, protocol: &'static str, app: &App) {
         if self.open.get().is_none() {
             let gauge = app.metrics.connections(&self.listener, protocol);
@@ -94,6 +112,7 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     listener: Arc<str>,
+    alt_svc: Option<http::HeaderValue>,
     app: Arc<App>,
     drain: Drain,
 ) {
@@ -104,13 +123,7 @@ pub async fn serve(
         .and_then(|l| l.tls.as_ref())
         .is_some();
     drop(snapshot);
-    let info = Arc::new(ConnInfo {
-        listener,
-        peer,
-        tls,
-        state: ConnState::new(),
-        open: OnceLock::new(),
-    });
+    let info = Arc::new(ConnInfo::new(listener, peer, tls, alt_svc));
     if tls {
         if let Some(stream) =
             crate::tls::accept(stream, &info, &app, limits.header_read_timeout).await

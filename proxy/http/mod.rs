@@ -1,11 +1,13 @@
-//! HTTP: serving a connection (`conn`), answering a request (`service`),
-//! the one place errors become status codes (`error`), and the body wrapper
-//! that records metrics and the access log when a response ends (`observe`).
+//! HTTP: serving a TCP connection (`conn`) or a QUIC one (`h3`), answering
+//! a request (`service`), the one place errors become status codes
+//! (`error`), and the body wrapper that records metrics and the access log
+//! when a response ends (`observe`).
 
 pub mod body;
 pub mod compression;
 pub mod conn;
 pub mod error;
+pub mod h3;
 pub mod observe;
 pub mod rate_limit;
 pub mod service;

@@ -7,9 +7,8 @@ use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
-use super::body::Body;
+use super::body::{Body, RequestBody};
 use super::conn::ConnInfo;
 use super::error::Reject;
 use super::observe::{Finish, LogFields, Observed};
@@ -21,7 +20,11 @@ use crate::snapshot::{AccessLog, Snapshot};
 
 const REQUEST_ID: &str = "x-request-id";
 
-pub async fn handle(mut req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) -> Response<Body> {
+pub async fn handle<B: RequestBody>(
+    mut req: Request<B>,
+    conn: Arc<ConnInfo>,
+    app: &App,
+) -> Response<Body> {
     let started = Instant::now();
     conn.state.request_started();
     conn.count_open(protocol(req.version()), app);
@@ -58,6 +61,11 @@ pub async fn handle(mut req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) 
             .headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
     }
+    if let Some(alt_svc) = &conn.alt_svc {
+        response
+            .headers_mut()
+            .insert(header::ALT_SVC, alt_svc.clone());
+    }
     response.headers_mut().insert(REQUEST_ID, request_id);
     let upstream = response
         .extensions_mut()
@@ -78,8 +86,8 @@ pub async fn handle(mut req: Request<Incoming>, conn: Arc<ConnInfo>, app: &App) 
     response.map(|body| Observed::new(body, finish).boxed())
 }
 
-async fn dispatch(
-    req: Request<Incoming>,
+async fn dispatch<B: RequestBody>(
+    req: Request<B>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
     host: Option<&str>,

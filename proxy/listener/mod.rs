@@ -1,6 +1,8 @@
 //! Listeners: bind every address of a `[[listeners]]` entry, accept
-//! connections within `max_connections`, and hand each to `http::conn`.
+//! connections within `max_connections`, and hand each to `http::conn`
+//! (TCP) or, with `http3 = true`, `http::h3` (QUIC, `quic`).
 
+pub mod quic;
 pub mod redirect;
 
 use std::net::SocketAddr;
@@ -73,6 +75,14 @@ pub async fn accept_loop(
     drain: Drain,
 ) {
     let mut stop = drain.signal();
+    // Reloads cannot change a listener's binds, TLS or `http3`, so the
+    // advertisement is made once.
+    let alt_svc = app
+        .snapshot()
+        .listener(&name)
+        .filter(|spec| spec.http3 && spec.tls.is_some())
+        .and_then(|_| listener.local_addr().ok())
+        .and_then(|addr| crate::http::h3::alt_svc(addr.port()));
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {
@@ -97,8 +107,9 @@ pub async fn accept_loop(
         let app = app.clone();
         let name = name.clone();
         let drain = drain.clone();
+        let alt_svc = alt_svc.clone();
         tokio::spawn(async move {
-            crate::http::conn::serve(stream, peer, name, app, drain).await;
+            crate::http::conn::serve(stream, peer, name, alt_svc, app, drain).await;
             drop(permit);
         });
     }

@@ -3,6 +3,7 @@
 //! ALPN `h2` and `http/1.1`.
 
 pub mod certs;
+pub mod quic;
 pub mod selfsigned;
 pub mod sni;
 

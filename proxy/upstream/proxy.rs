@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::{Service, forward, retry, select, tunnel};
 use crate::config::schema::Protocol;
-use crate::http::body::{self, Body};
+use crate::http::body::{self, Body, BoxError, RequestBody};
 use crate::http::compression::{self, Coding};
 use crate::http::conn::ConnInfo;
 use crate::http::error::Reject;
@@ -62,8 +61,8 @@ impl Failure {
     }
 }
 
-pub async fn proxy(
-    mut req: Request<Incoming>,
+pub async fn proxy<B: RequestBody>(
+    mut req: Request<B>,
     route: &Route,
     service: &Arc<Service>,
     conn: &ConnInfo,
@@ -162,7 +161,7 @@ pub async fn proxy(
         };
         let body = match once.take() {
             Some(incoming) => incoming
-                .map_err(|e| std::io::Error::other(ClientBodyError(e)))
+                .map_err(|e| std::io::Error::other(ClientBodyError(e.into())))
                 .boxed(),
             None => body::empty(),
         };
@@ -264,7 +263,7 @@ fn next_region<'a>(
 
 /// An error of the client's request body, kept apart from upstream errors.
 #[derive(Debug)]
-struct ClientBodyError(hyper::Error);
+struct ClientBodyError(BoxError);
 
 impl std::fmt::Display for ClientBodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
