@@ -67,28 +67,45 @@ timeout 600 "$WEIR" run -c "$dir/weir.toml" > /dev/null 2> "$dir/weir.err" &
 for _ in $(seq 50); do curl -fs http://127.0.0.1:19995/readyz >/dev/null && break; sleep 0.1; done
 pid=$(pgrep -f "^$WEIR run -c $dir/weir.toml" | head -1)
 rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
-rss_before=$(rss)
+rss_idle=$(rss)
+# Invalid configs, pushed in turn every 10th reload.
+sed 's/^\[\[routes\]\]$/[[routes]/' "$dir/one.toml" > "$dir/bad-syntax.toml"
+sed 's/^strip_prefix = true$/strip_prefix = true\nstrip_prefixx = true/' "$dir/one.toml" > "$dir/bad-key.toml"
+sed 's/service = "up"/service = "missing"/' "$dir/one.toml" > "$dir/bad-ref.toml"
+head -c 200 "$dir/one.toml" > "$dir/bad-truncated.toml"
+bad=(bad-syntax bad-key bad-ref bad-truncated)
 
 duration=$(( RELOADS / 20 + 10 ))
 timeout $((duration + 30)) wrk -t1 -c32 -d${duration}s http://127.0.0.1:18185/index.html > "$dir/wrk-static.txt" &
 timeout $((duration + 30)) wrk -t1 -c32 -d${duration}s http://127.0.0.1:18185/api/x > "$dir/wrk-proxy.txt" &
 sleep 2
+rss_warm=$(rss)
 : > "$dir/latency.txt"
 failed_reloads=0
+invalid=0
+accepted_invalid=0
 for i in $(seq "$RELOADS"); do
+  if (( i % 10 == 0 )); then
+    cp "$dir/${bad[$(( i / 10 % 4 ))]}.toml" "$dir/weir.toml.new"
+    mv "$dir/weir.toml.new" "$dir/weir.toml"
+    code=$(curl -s -o /dev/null -w "%{http_code}" -X POST http://127.0.0.1:19995/reload)
+    invalid=$((invalid + 1))
+    [[ $code == 400 ]] || accepted_invalid=$((accepted_invalid + 1))
+    continue
+  fi
   if (( i % 2 )); then cp "$dir/two.toml" "$dir/weir.toml.new"; else cp "$dir/one.toml" "$dir/weir.toml.new"; fi
   mv "$dir/weir.toml.new" "$dir/weir.toml"
   out=$(curl -s -o /dev/null -w "%{http_code} %{time_total}" -X POST http://127.0.0.1:19995/reload)
   [[ ${out%% *} == 200 ]] || failed_reloads=$((failed_reloads + 1))
   echo "${out#* }" >> "$dir/latency.txt"
 done
-sleep $(( duration + 3 ))
 rss_after=$(rss)
+sleep $(( duration + 3 ))
 pct() { sort -n "$dir/latency.txt" | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p/100); if(i<1)i=1; printf "%.1f", a[i]*1000}'; }
 errors() { grep -E "Socket errors|Non-2xx" "$1" || echo "none"; }
-echo "reloads: $RELOADS (answered non-200: $failed_reloads; the file watch may also have reloaded)"
+echo "reloads: $((RELOADS - invalid)) valid (answered non-200: $failed_reloads), $invalid invalid (not refused: $accepted_invalid); the file watch may also have reloaded"
 echo "POST /reload latency (client side): p50 $(pct 50) ms, p99 $(pct 99) ms"
 echo "static: $(grep -E 'requests in' "$dir/wrk-static.txt"); errors: $(errors "$dir/wrk-static.txt")"
 echo "proxy:  $(grep -E 'requests in' "$dir/wrk-proxy.txt"); errors: $(errors "$dir/wrk-proxy.txt")"
-echo "weir RSS: before ${rss_before} KiB, after ${rss_after} KiB"
+echo "weir RSS: idle ${rss_idle} KiB, under load before reloads ${rss_warm} KiB, after reloads ${rss_after} KiB"
 echo "reloads counted: $(curl -s http://127.0.0.1:19995/metrics | grep '^weir_config_reloads_total' | tr '\n' ' ')"

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::{self, ConfigError, Document};
-use crate::listener::{self, BindError};
+use crate::listener::set::{SocketError, Sockets};
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics::Metrics;
 
@@ -25,6 +25,8 @@ pub struct App {
     generation: AtomicU64,
     ready: AtomicBool,
     reload_lock: tokio::sync::Mutex<()>,
+    /// The listening sockets; a reload binds and closes them by the diff.
+    sockets: std::sync::Mutex<Sockets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +34,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Bind(#[from] BindError),
-    #[error(transparent)]
-    Quic(#[from] listener::quic::QuicError),
+    Bind(#[from] SocketError),
     #[error("cannot bind admin listener {addr}: {source}")]
     Admin {
         addr: SocketAddr,
@@ -56,6 +56,7 @@ impl App {
             generation: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
+            sockets: Default::default(),
         }))
     }
 
@@ -68,13 +69,18 @@ impl App {
         &self.registry
     }
 
+    /// The socket set (never held across an await).
+    pub fn sockets(&self) -> std::sync::MutexGuard<'_, Sockets> {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
     /// Reads the config file again and swaps in the new snapshot; on any
     /// error the old one keeps serving. Returns the new generation.
-    pub async fn reload(&self) -> Result<u64, Vec<String>> {
+    pub async fn reload(self: &Arc<Self>) -> Result<u64, Vec<String>> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let current = self.snapshot();
         let Some(file) = current.file.clone() else {
@@ -92,22 +98,35 @@ impl App {
                     .map_err(|e| e.lines())
             })
             .and_then(|next| {
-                if same_listeners(&current, &next) {
-                    Ok(next)
-                } else {
-                    Err(vec![
-                        "listeners or the admin address changed: restart weir to apply (live rebinding is not supported yet)".to_owned(),
-                    ])
+                if next.admin != current.admin {
+                    return Err(vec![format!(
+                        "admin.listen changed ({} -> {}): restart weir to move the admin listener",
+                        current.admin, next.admin
+                    )]);
                 }
+                let added = self
+                    .sockets()
+                    .bind_new(self, &next)
+                    .map_err(|e| vec![e.to_string()])?;
+                Ok((next, added))
             });
         match outcome {
-            Ok(next) => {
+            Ok((next, added)) => {
                 let generation = next.generation;
                 self.generation.store(generation, Ordering::Relaxed);
                 next.start_tasks();
-                self.snapshot.store(Arc::new(next));
+                let changes = crate::reload::describe(&current, &next);
+                let next = Arc::new(next);
+                self.snapshot.store(next.clone());
+                let removed = self.sockets().settle(&next);
                 self.metrics.reload(true);
-                tracing::info!(generation, "config reloaded");
+                tracing::info!(
+                    generation,
+                    changes = %changes,
+                    sockets_added = ?added,
+                    sockets_removed = ?removed,
+                    "config reloaded"
+                );
                 Ok(generation)
             }
             Err(errors) => {
@@ -121,23 +140,9 @@ impl App {
     }
 }
 
-fn same_listeners(a: &Snapshot, b: &Snapshot) -> bool {
-    a.admin == b.admin
-        && a.listeners.len() == b.listeners.len()
-        && a.listeners.iter().zip(&b.listeners).all(|(x, y)| {
-            x.name == y.name
-                && x.binds == y.binds
-                && x.tls.is_some() == y.tls.is_some()
-                && x.http3 == y.http3
-        })
-}
-
 /// A bound, not yet serving, weir.
 pub struct Server {
     app: Arc<App>,
-    listeners: Vec<(Arc<str>, TcpListener)>,
-    /// QUIC endpoints of listeners with `http3 = true`, on the TCP ports.
-    quic: Vec<(Arc<str>, quinn::Endpoint)>,
     admin: TcpListener,
 }
 
@@ -146,20 +151,7 @@ impl Server {
     pub async fn bind(doc: &Document) -> Result<Server, StartError> {
         let app = App::new(doc)?;
         let snapshot = app.snapshot();
-        let mut listeners = Vec::new();
-        let mut quic = Vec::new();
-        for spec in &snapshot.listeners {
-            for addr in &spec.binds {
-                let tcp = listener::bind(&spec.name, *addr)?;
-                if spec.http3 && spec.tls.is_some() {
-                    // Port 0 becomes the port TCP got, so Alt-Svc can name one.
-                    let udp = tcp.local_addr().unwrap_or(*addr);
-                    let endpoint = listener::quic::bind(&app, &spec.name, udp, &snapshot.limits)?;
-                    quic.push((spec.name.clone(), endpoint));
-                }
-                listeners.push((spec.name.clone(), tcp));
-            }
-        }
+        *app.sockets() = Sockets::bind(&app, &snapshot)?;
         let admin =
             TcpListener::bind(snapshot.admin)
                 .await
@@ -170,12 +162,7 @@ impl Server {
         // Ready means "config loaded and listeners bound": connections that
         // arrive before the accept loops start wait in the backlog.
         app.ready.store(true, Ordering::Release);
-        Ok(Server {
-            app,
-            listeners,
-            quic,
-            admin,
-        })
+        Ok(Server { app, admin })
     }
 
     pub fn app(&self) -> &Arc<App> {
@@ -184,20 +171,12 @@ impl Server {
 
     /// The addresses a listener is bound to (useful with port 0).
     pub fn local_addrs(&self, listener: &str) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter(|(name, _)| &**name == listener)
-            .filter_map(|(_, l)| l.local_addr().ok())
-            .collect()
+        self.app.sockets().local_addrs(listener)
     }
 
     /// The UDP addresses a listener serves HTTP/3 on.
     pub fn quic_addrs(&self, listener: &str) -> Vec<SocketAddr> {
-        self.quic
-            .iter()
-            .filter(|(name, _)| &**name == listener)
-            .filter_map(|(_, e)| e.local_addr().ok())
-            .collect()
+        self.app.sockets().quic_addrs(listener)
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -208,33 +187,11 @@ impl Server {
     /// listeners close, in-flight requests get `shutdown_grace` to finish.
     /// Returns false when some were still running at the deadline.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
-        let Server {
-            app,
-            listeners,
-            quic,
-            admin,
-        } = self;
+        let Server { app, admin } = self;
         let limits = app.snapshot().limits.clone();
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let (control, drain) = crate::drain::channel();
-        for (name, socket) in listeners {
-            tokio::spawn(listener::accept_loop(
-                socket,
-                name,
-                app.clone(),
-                permits.clone(),
-                drain.clone(),
-            ));
-        }
-        for (name, endpoint) in &quic {
-            tokio::spawn(crate::http::h3::accept_loop(
-                endpoint.clone(),
-                name.clone(),
-                app.clone(),
-                permits.clone(),
-                drain.clone(),
-            ));
-        }
+        app.sockets().start(&app, permits, drain.clone());
         // Reload on config and certificate file changes until run ends.
         let _watch = crate::reload::spawn(app.clone());
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -243,6 +200,7 @@ impl Server {
 
         shutdown.await;
         app.ready.store(false, Ordering::Release);
+        app.sockets().stop_serving();
         tracing::info!(
             open_tasks = control.live(),
             "draining: readiness is 503, listeners closed"
@@ -256,6 +214,7 @@ impl Server {
                 "shutdown grace ended with connections still open"
             );
         }
+        let quic = app.sockets().quic_endpoints();
         close_quic(&quic).await;
         let _ = admin_stop.send(());
         let _ = admin_task.await;
@@ -265,11 +224,11 @@ impl Server {
 
 /// Closes the QUIC endpoints (connections still open after the grace get
 /// CONNECTION_CLOSE) and gives the close packets a moment to leave.
-async fn close_quic(endpoints: &[(Arc<str>, quinn::Endpoint)]) {
-    for (_, endpoint) in endpoints {
+async fn close_quic(endpoints: &[quinn::Endpoint]) {
+    for endpoint in endpoints {
         endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
     }
-    for (_, endpoint) in endpoints {
+    for endpoint in endpoints {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
     }
 }

@@ -3,7 +3,8 @@
 //! # The life of a request
 //!
 //! 1. **Listener** (`listener`): every `[[listeners]]` address is bound at
-//!    start; `accept_loop` takes a `max_connections` permit per connection
+//!    start and kept in `listener::set`, which a reload diffs (bind added,
+//!    close removed, keep the rest); `accept_loop` takes a `max_connections` permit per connection
 //!    and hands the socket to `http::conn`. A TLS listener with
 //!    `http3 = true` also binds the same port over UDP (`listener::quic`),
 //!    whose QUIC connections share those permits and go to `http::h3`.
@@ -33,8 +34,9 @@
 //!    step by step and records `to`'s answers into its window when they end.
 //! 7. **Site** (`site`) answers from its in-memory cache or files under its
 //!    root (negotiated encodings, conditionals, ranges, header rules), or
-//!    **upstream** (`upstream::proxy`) picks the active region
-//!    (`upstream::failover`) and an endpoint (`upstream::select`), and sends
+//!    **upstream** (`upstream::proxy`) draws a region by the failover
+//!    shares (`upstream::failover`: spillover below `min_healthy`) and an
+//!    endpoint (`upstream::select`), and sends
 //!    the request over the service's pool (`upstream::client`), retrying
 //!    what is safe (`upstream::retry`). Refusals become responses in one
 //!    place, `http::error`.
@@ -49,7 +51,9 @@
 //! in a new snapshot; each snapshot runs its own background tasks (DNS in
 //! `upstream::dns`, checks in `upstream::health`, the rollout ticker in
 //! `balancer::rollout`) until it is dropped; `config::compile` carries live
-//! state (rollout progress) over from the snapshot it replaces;
+//! state (endpoints with their health, DNS answers, pools, rate-limit
+//! buckets, rollout progress, file caches) over from the snapshot it
+//! replaces, matched by identity in `reload::carry`;
 //! `admin` serves health, metrics, status, config and reload; `drain`
 //! coordinates shutdown.
 //!

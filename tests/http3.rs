@@ -624,17 +624,18 @@ async fn access_log_names_protocol_h3() {
         }
     };
     let announced = next("announcing the listener", &|l| {
-        l.starts_with("weir: listener tls on https://")
+        l.contains(r#""event":"listening""#)
     });
-    let addr: SocketAddr = announced
-        .trim_start_matches("weir: listener tls on https://")
-        .trim_end_matches('/')
+    let announced: serde_json::Value = serde_json::from_str(&announced).expect("JSON line");
+    let addr: SocketAddr = announced["listeners"][0]["addrs"][0]
+        .as_str()
+        .expect("listener address")
         .parse()
         .expect("listener address");
 
     let client = connect(addr, &pki.ca).await;
     assert_eq!(client.get("/app.js").await.status, StatusCode::OK);
-    let line = next("with the access-log JSON", &|l| l.starts_with('{'));
+    let line = next("with the access-log JSON", &|l| l.contains(r#""protocol""#));
     drop(child);
     let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
     assert_eq!(entry["protocol"], "h3", "{line}");

@@ -49,7 +49,7 @@ pub async fn serve(
     }
 }
 
-async fn route(req: Request<Incoming>, app: &App) -> Response<Body> {
+async fn route(req: Request<Incoming>, app: &Arc<App>) -> Response<Body> {
     let method = req.method().clone();
     match (req.uri().path(), method) {
         ("/healthz", Method::GET | Method::HEAD) => text(StatusCode::OK, "ok\n"),
@@ -71,7 +71,9 @@ async fn route(req: Request<Incoming>, app: &App) -> Response<Body> {
             )
         }
         ("/status", Method::GET | Method::HEAD) => {
-            json(StatusCode::OK, &status::status(&app.snapshot()))
+            let mut doc = status::status(&app.snapshot());
+            doc["listeners"] = status::listeners(&app.snapshot(), &app.sockets());
+            json(StatusCode::OK, &doc)
         }
         ("/config", Method::GET | Method::HEAD) => json(StatusCode::OK, &app.snapshot().effective),
         ("/reload", Method::POST) => match app.reload().await {

@@ -84,3 +84,25 @@ pub fn status(snapshot: &Snapshot) -> Value {
         "services": services,
     })
 }
+
+/// `listeners` in `/status`: each listener with the addresses it is bound
+/// to now (TCP, and UDP for HTTP/3), so ports chosen by the system show.
+pub fn listeners(snapshot: &Snapshot, sockets: &crate::listener::set::Sockets) -> Value {
+    snapshot
+        .listeners
+        .iter()
+        .map(|l| {
+            let tcp: Vec<String> = sockets
+                .local_addrs(&l.name)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let udp: Vec<String> = sockets
+                .quic_addrs(&l.name)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            json!({ "name": &*l.name, "tls": l.tls.is_some(), "tcp": tcp, "udp": udp })
+        })
+        .collect()
+}

@@ -4,6 +4,7 @@
 
 pub mod quic;
 pub mod redirect;
+pub mod set;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,16 +74,10 @@ pub async fn accept_loop(
     app: Arc<App>,
     permits: Arc<Semaphore>,
     drain: Drain,
+    mut removed: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut stop = drain.signal();
-    // Reloads cannot change a listener's binds, TLS or `http3`, so the
-    // advertisement is made once.
-    let alt_svc = app
-        .snapshot()
-        .listener(&name)
-        .filter(|spec| spec.http3 && spec.tls.is_some())
-        .and_then(|_| listener.local_addr().ok())
-        .and_then(|addr| crate::http::h3::alt_svc(addr.port()));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {
@@ -90,6 +85,7 @@ pub async fn accept_loop(
                 Err(_) => return,
             },
             _ = stop.changed() => return,
+            _ = removed.changed() => return,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -102,12 +98,18 @@ pub async fn accept_loop(
                 }
             },
             _ = stop.changed() => return,
+            _ = removed.changed() => return,
         };
         let _ = stream.set_nodelay(true);
+        // A reload may turn `http3` on or off: asked per connection.
+        let alt_svc = app
+            .snapshot()
+            .listener(&name)
+            .filter(|spec| spec.http3 && spec.tls.is_some())
+            .and_then(|_| crate::http::h3::alt_svc(port));
         let app = app.clone();
         let name = name.clone();
         let drain = drain.clone();
-        let alt_svc = alt_svc.clone();
         tokio::spawn(async move {
             crate::http::conn::serve(stream, peer, name, alt_svc, app, drain).await;
             drop(permit);

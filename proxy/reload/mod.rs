@@ -12,7 +12,10 @@
 //! `spawn` returns a `Watch`; dropping it stops the watcher.
 
 pub mod carry;
+mod diff;
 mod watch;
+
+pub use diff::{Changes, describe};
 
 pub use watch::{Watch, spawn};
 
