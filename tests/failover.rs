@@ -267,3 +267,95 @@ endpoints = ["{}"]
     let reply = support::send(w.addr("web"), support::request("POST", "/", &[])).await;
     assert_eq!(reply.status, 502, "{reply:?}");
 }
+
+#[tokio::test]
+async fn killing_every_primary_endpoint_under_load_fails_no_get() {
+    use support::upstream::Upstream;
+    let primary = vec![
+        Upstream::named("primary").start().await,
+        Upstream::named("primary").start().await,
+    ];
+    let secondary = Upstream::named("secondary").start().await;
+    let list = primary
+        .iter()
+        .map(|u| format!("\"{}\"", u.endpoint()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // interval x unhealthy = 200 ms x 2: detection within 0.4 s + 1 s.
+    let config = support::config(&format!(
+        r#"
+[[routes]]
+path = "/"
+retries = 2
+backends = [{{ service = "api" }}]
+
+[services.api]
+health = {{ path = "/health", interval = "200ms", timeout = "200ms", healthy = 1, unhealthy = 2 }}
+[[services.api.regions]]
+name = "primary"
+endpoints = [{list}]
+[[services.api.regions]]
+name = "secondary"
+endpoints = ["{}"]
+"#,
+        secondary.endpoint()
+    ));
+    let w = weir().start(&config).await;
+    let web = w.addr("web");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        load.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let reply = get(web, "/").await;
+                let served: serde_json::Value =
+                    serde_json::from_slice(&reply.body).unwrap_or_default();
+                seen.push((
+                    reply.status.as_u16(),
+                    served["upstream"].as_str().map(str::to_owned),
+                ));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = Instant::now();
+    drop(primary);
+    let mut detected = None;
+    while killed.elapsed() < Duration::from_secs(5) {
+        let status: serde_json::Value =
+            serde_json::from_slice(&get(w.admin, "/status").await.body).unwrap();
+        if status["services"][0]["active_region"] == "secondary" {
+            detected = Some(killed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let detected = detected.expect("the primary region was never given up");
+    assert!(
+        detected <= Duration::from_millis(1400),
+        "failover took {detected:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for task in load {
+        all.extend(task.await.unwrap());
+    }
+    let failed: Vec<_> = all.iter().filter(|(status, _)| *status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} GETs failed: {failed:?}",
+        failed.len(),
+        all.len()
+    );
+    eprintln!(
+        "failover detected after {detected:?}; {} GETs, none failed",
+        all.len()
+    );
+    assert!(all.iter().any(|(_, u)| u.as_deref() == Some("primary")));
+    assert!(all.iter().any(|(_, u)| u.as_deref() == Some("secondary")));
+}

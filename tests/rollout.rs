@@ -335,3 +335,26 @@ async fn a_reload_keeps_the_state_unless_the_section_changes() {
     assert_eq!(restarted["state"], "running", "{restarted}");
     assert_eq!(restarted["step"], 50, "{restarted}");
 }
+
+#[tokio::test]
+async fn a_green_answering_ten_percent_500s_is_rolled_back() {
+    let blue = Upstream::named("blue").start().await;
+    let green = Upstream::named("green").fails_every(10).start().await;
+    let w = weir()
+        .start(&services(
+            &blue,
+            &green,
+            "steps = [50, 100]\nstep_every = \"1h\"\nmax_error_rate = 0.05\nmin_requests = 20",
+        ))
+        .await;
+    // 100 requests: green gets 50, five of them 500.
+    let statuses = hit(w.addr("web"), 100).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 500).count(),
+        5,
+        "{statuses:?}"
+    );
+    let rolled = wait_for_state(w.admin, "rolled_back").await;
+    let rate = rolled["verdict"]["error_rate"].as_f64().unwrap_or_default();
+    assert!((0.05..=0.15).contains(&rate), "{rolled}");
+}

@@ -69,9 +69,10 @@ impl Stats {
         self.paths.lock().unwrap().clone()
     }
 
-    fn request(&self, path: &str) {
+    /// Records a request; returns how many there have been, this one included.
+    fn request(&self, path: &str) -> usize {
         self.paths.lock().unwrap().push(path.to_owned());
-        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.requests.fetch_add(1, Ordering::SeqCst) + 1
     }
 }
 
@@ -110,6 +111,8 @@ pub struct Spec {
     headers: Vec<(String, String)>,
     payload: Payload,
     mode: Mode,
+    /// Every n-th request answers 500 instead.
+    fail_every: Option<usize>,
 }
 
 /// A running upstream; stops when dropped.
@@ -133,6 +136,7 @@ impl Upstream {
             headers: Vec::new(),
             payload: Payload::Echo,
             mode: Mode::Hyper,
+            fail_every: None,
         }
     }
 
@@ -192,6 +196,12 @@ impl Spec {
 
     pub fn reset(mut self) -> Self {
         self.mode = Mode::Reset;
+        self
+    }
+
+    /// Answers every `n`-th request (counted over all connections) with 500.
+    pub fn fails_every(mut self, n: usize) -> Self {
+        self.fail_every = Some(n.max(1));
         self
     }
 
@@ -389,7 +399,14 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<RespBody> {
 /// The hyper-mode answer: read (and count) the whole body, wait, respond.
 async fn answer(req: Request<Incoming>, spec: &Spec, stats: &Stats) -> Response<RespBody> {
     let path = path_and_query(&req);
-    stats.request(&path);
+    let nth = stats.request(&path);
+    let spec = &Spec {
+        status: match spec.fail_every {
+            Some(n) if nth.is_multiple_of(n) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => spec.status,
+        },
+        ..spec.clone()
+    };
     let (parts, mut body) = req.into_parts();
     let mut read = 0u64;
     while let Some(frame) = body.frame().await {
