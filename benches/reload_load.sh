@@ -75,10 +75,11 @@ sed 's/service = "up"/service = "missing"/' "$dir/one.toml" > "$dir/bad-ref.toml
 head -c 200 "$dir/one.toml" > "$dir/bad-truncated.toml"
 bad=(bad-syntax bad-key bad-ref bad-truncated)
 
-duration=$(( RELOADS / 20 + 10 ))
+WARMUP=${WARMUP:-10}   # seconds of load before the first reload (RSS settles)
+duration=$(( RELOADS / 20 + 10 + WARMUP ))
 timeout $((duration + 30)) wrk -t1 -c32 -d${duration}s http://127.0.0.1:18185/index.html > "$dir/wrk-static.txt" &
 timeout $((duration + 30)) wrk -t1 -c32 -d${duration}s http://127.0.0.1:18185/api/x > "$dir/wrk-proxy.txt" &
-sleep 2
+sleep "$WARMUP"
 rss_warm=$(rss)
 : > "$dir/latency.txt"
 failed_reloads=0
