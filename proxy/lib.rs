@@ -36,8 +36,9 @@
 //!    root (negotiated encodings, conditionals, ranges, header rules), or
 //!    **upstream** (`upstream::proxy`) draws a region by the failover
 //!    shares (`upstream::failover`: spillover below `min_healthy`) and an
-//!    endpoint (`upstream::select`), and sends
-//!    the request over the service's pool (`upstream::client`), retrying
+//!    endpoint (`upstream::select`), and sends the request over the
+//!    service's client (`upstream::client`: keep-alive HTTP/1.1 connections
+//!    per endpoint in `upstream::pool`, hyper-util for h2c and TLS), retrying
 //!    what is safe (`upstream::retry`). Refusals become responses in one
 //!    place, `http::error`.
 //! 8. **Observe** (`http::observe`): the response gets HSTS and, on TCP

@@ -33,6 +33,8 @@ pub struct ConnInfo {
     /// `weir_open_connections` for this connection's protocol, counted at
     /// its first request (h1 and h2 are told apart by the preface).
     open: OnceLock<Gauge>,
+    /// The peer's IP as a header value, made at the first proxied request.
+    peer_ip: OnceLock<http::HeaderValue>,
 }
 
 impl ConnInfo {
@@ -49,7 +51,16 @@ impl ConnInfo {
             state: ConnState::new(),
             alt_svc,
             open: OnceLock::new(),
+            peer_ip: OnceLock::new(),
         }
+    }
+
+    /// The peer's IP address as `X-Forwarded-For` names it.
+    pub fn peer_ip(&self) -> &http::HeaderValue {
+        self.peer_ip.get_or_init(|| {
+            http::HeaderValue::from_str(&self.peer.ip().to_string())
+                .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))
+        })
     }
 
     pub fn count_open(&self, protocol: &'static str, app: &App) {

@@ -18,7 +18,7 @@ use crate::http::rate_limit::Decision;
 use crate::router::{self, Route};
 use crate::snapshot::{AccessLog, Snapshot};
 
-const REQUEST_ID: &str = "x-request-id";
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 pub async fn handle<B: RequestBody>(
     mut req: Request<B>,
@@ -31,7 +31,8 @@ pub async fn handle<B: RequestBody>(
     let snapshot = app.snapshot();
     let request_id = request_id(req.headers());
     // Upstreams see the same id the client gets back.
-    req.headers_mut().insert(REQUEST_ID, request_id.clone());
+    req.headers_mut()
+        .insert(REQUEST_ID.clone(), request_id.clone());
     let host = request_host(&req);
     let log = (snapshot.access_log != AccessLog::Off).then(|| {
         Box::new(LogFields {
@@ -66,7 +67,9 @@ pub async fn handle<B: RequestBody>(
             .headers_mut()
             .insert(header::ALT_SVC, alt_svc.clone());
     }
-    response.headers_mut().insert(REQUEST_ID, request_id);
+    response
+        .headers_mut()
+        .insert(REQUEST_ID.clone(), request_id);
     let upstream = response
         .extensions_mut()
         .remove::<crate::upstream::proxy::Upstream>();
@@ -166,15 +169,19 @@ async fn dispatch<B: RequestBody>(
 
 /// `X-Request-Id` from the client when it is sane, else a new random one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(id) = headers.get(REQUEST_ID)
+    if let Some(id) = headers.get(&REQUEST_ID)
         && !id.is_empty()
         && id.len() <= 128
         && id.as_bytes().iter().all(|b| b.is_ascii_graphic())
     {
         return id.clone();
     }
-    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let mut id = [0u8; 32];
+    let random = (u128::from(fastrand::u64(..)) << 64) | u128::from(fastrand::u64(..));
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(random >> (124 - 4 * i)) as usize & 0xf];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute

@@ -1,7 +1,8 @@
-//! The pooled HTTP client of one service: keep-alive connections per
-//! endpoint (the pool is keyed by the endpoint address in the URI), a
-//! bounded idle pool with an idle timeout; HTTP/1.1, h2c prior knowledge,
-//! or TLS (always verified) with ALPN choosing h2 or HTTP/1.1.
+//! The pooled HTTP client of one service. Plain-TCP HTTP/1.1 services use
+//! `pool` (keep-alive connections per endpoint over hyper's connection
+//! API); h2c (prior knowledge) and TLS services (always verified, ALPN
+//! choosing h2 or HTTP/1.1) use hyper-util's general client, keyed by the
+//! endpoint address in the URI, with a bounded idle pool and idle timeout.
 //!
 //! hyper-rustls provides the TLS connector: a maintained, small wrapper of
 //! tokio-rustls for hyper-util's client, with ALPN and server-name override.
@@ -9,8 +10,12 @@
 use std::path::Path;
 use std::task::{Context, Poll};
 
-use http::Uri;
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
 use std::time::Duration;
 
 use hyper_rustls::FixedServerNameResolver;
@@ -25,7 +30,82 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use crate::config::schema::{Protocol, UpstreamTls};
 use crate::http::body::Body;
 
-pub type Pool = Client<MarkConnects<HttpsConnector<HttpConnector>>, Body>;
+type General = Client<MarkConnects<HttpsConnector<HttpConnector>>, Body>;
+
+/// The client of a service: cheap to clone, shared by reloads that keep
+/// the service's transport.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    /// Plain TCP, HTTP/1.1.
+    Plain(Arc<super::pool::Pool>),
+    /// h2c or TLS.
+    General(Box<General>),
+}
+
+/// Why an attempt got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Plain(#[from] super::pool::SendError),
+    #[error(transparent)]
+    General(#[from] hyper_util::client::legacy::Error),
+}
+
+impl SendError {
+    /// No connection could be opened, so nothing was sent.
+    pub fn is_connect(&self) -> bool {
+        match self {
+            SendError::Plain(e) => !matches!(e, super::pool::SendError::Http(_)),
+            SendError::General(e) => e.is_connect(),
+        }
+    }
+}
+
+impl Pool {
+    /// Sends one request to `addr`; `target` is its path and query there.
+    /// Returns the response and whether it went over a pooled connection
+    /// (only those can be "stale": closed by the upstream as they were
+    /// reused). `reuse = false` asks for a new connection.
+    pub async fn send(
+        &self,
+        scheme: &str,
+        addr: SocketAddr,
+        target: PathAndQuery,
+        mut req: Request<Body>,
+        reuse: bool,
+    ) -> (Result<Response<Body>, SendError>, bool) {
+        match self {
+            Pool::Plain(pool) => {
+                *req.uri_mut() = Uri::from(target);
+                let (sent, reused) = pool.send(addr, req, reuse).await;
+                let sent = sent
+                    .map(|r| r.map(|b| b.map_err(std::io::Error::other).boxed()))
+                    .map_err(SendError::from);
+                (sent, reused)
+            }
+            Pool::General(client) => {
+                let Ok(uri) = Uri::try_from(format!("{scheme}://{addr}{target}")) else {
+                    return (Err(bad_target()), false);
+                };
+                *req.uri_mut() = uri;
+                let (sent, connected) = track_connects(client.request(req)).await;
+                let sent = sent
+                    .map(|r| r.map(|b| b.map_err(std::io::Error::other).boxed()))
+                    .map_err(SendError::from);
+                (sent, !connected)
+            }
+        }
+    }
+}
+
+/// A target that is not a valid URI (it came from a parsed request, so
+/// this does not happen); reported as a failed attempt.
+fn bad_target() -> SendError {
+    SendError::Plain(super::pool::SendError::Connect {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid request target"),
+    })
+}
 
 tokio::task_local! {
     /// Set by `MarkConnects` when a connection is opened while a request runs
@@ -66,12 +146,7 @@ impl<C: tower_service::Service<Uri>> tower_service::Service<Uri> for MarkConnect
     }
 }
 
-/// Idle keep-alive connections kept per endpoint.
-const MAX_IDLE_PER_ENDPOINT: usize = 64;
-/// An idle pooled connection is closed after this long; upstream servers
-/// commonly close theirs after 60-75 s, so ours goes first.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use super::pool::{CONNECT_TIMEOUT, IDLE_TIMEOUT, MAX_IDLE as MAX_IDLE_PER_ENDPOINT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -149,6 +224,9 @@ pub struct TlsSettings {
 
 /// The pooled client of a service.
 pub fn pool(protocol: Protocol, tls: Option<&TlsSettings>) -> Result<Pool, ClientError> {
+    if tls.is_none() && protocol != Protocol::H2c {
+        return Ok(Pool::Plain(super::pool::Pool::new()));
+    }
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -182,5 +260,7 @@ pub fn pool(protocol: Protocol, tls: Option<&TlsSettings>) -> Result<Pool, Clien
         // request was never sent, so the client retries it on a new one.
         .retry_canceled_requests(true)
         .http2_only(protocol == Protocol::H2c && tls.is_none());
-    Ok(client.build(MarkConnects { inner: connector }))
+    Ok(Pool::General(Box::new(
+        client.build(MarkConnects { inner: connector }),
+    )))
 }

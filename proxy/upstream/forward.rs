@@ -1,8 +1,6 @@
 //! What changes on a request on its way to an upstream, and on the
 //! response on its way back: hop-by-hop headers go, forwarding headers come.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -15,40 +13,75 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// `Keep-Alive`, `Proxy-*`, `Transfer-Encoding`, `TE` (except `trailers`,
 /// which gRPC needs end to end), and `Upgrade` unless this is an upgrade.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let named: Vec<HeaderName> = headers
+    // One pass over the names finds which are here (most messages carry
+    // none, or only `Connection: keep-alive`), so only those are removed.
+    let present = headers
+        .keys()
+        .fold(0u8, |found, name| found | hop_by_hop_bit(name));
+    if present == 0 {
+        return;
+    }
+    // Headers that `Connection` names; its usual options name none.
+    let names_some = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !(upgrade && name == header::UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+                && !t.eq_ignore_ascii_case(b"close")
+                && !t.eq_ignore_ascii_case(b"upgrade")
+        });
+    if names_some {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|name| hop_by_hop_bit(name) == 0)
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
     let trailers = headers
         .get_all(header::TE)
         .iter()
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in [
-        header::TE,
-        header::TRANSFER_ENCODING,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-    ] {
-        headers.remove(name);
+    for (bit, name) in HOP_BY_HOP.iter().enumerate() {
+        let kept = upgrade && (*name == header::CONNECTION || *name == header::UPGRADE);
+        if present & (1 << bit) != 0 && !kept {
+            headers.remove(name);
+        }
     }
-    headers.remove(header::PROXY_AUTHORIZATION);
-    headers.remove(header::PROXY_AUTHENTICATE);
     if trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
     }
+}
+
+/// The headers that concern one connection only.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+];
+
+/// `name`'s bit in a set of [`HOP_BY_HOP`], 0 for other headers.
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    HOP_BY_HOP
+        .iter()
+        .position(|h| h == name)
+        .map_or(0, |i| 1 << i)
 }
 
 /// Whether a request asks to switch protocols (WebSocket) over HTTP/1.1.
@@ -65,18 +98,28 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Sets the forwarding headers: appends the client to `X-Forwarded-For`,
 /// sets `X-Forwarded-Proto` and `X-Forwarded-Host` (the host the client
 /// asked for), and makes sure `Host` is there for HTTP/1.1 upstreams.
-pub fn add_forwarding(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: Option<&str>) {
-    let client = client.to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client}"),
-        _ => client,
+pub fn add_forwarding(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    tls: bool,
+    host: Option<HeaderValue>,
+) {
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+        Some(earlier) if !earlier.as_bytes().trim_ascii().is_empty() => {
+            let mut joined = Vec::with_capacity(earlier.len() + 2 + client.len());
+            joined.extend_from_slice(earlier.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
+        }
+        _ => Some(client.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }
     let proto = if tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    if let Some(host) = host {
         if !headers.contains_key(header::HOST) {
             headers.insert(header::HOST, host.clone());
         }
@@ -134,12 +177,22 @@ mod tests {
     #[test]
     fn forwarding_headers() {
         let mut h = headers(&[("x-forwarded-for", "203.0.113.7"), ("host", "app.test")]);
-        add_forwarding(&mut h, "10.0.0.1".parse().unwrap(), true, Some("app.test"));
+        add_forwarding(
+            &mut h,
+            &HeaderValue::from_static("10.0.0.1"),
+            true,
+            Some(HeaderValue::from_static("app.test")),
+        );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "203.0.113.7, 10.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "app.test");
         let mut h2 = HeaderMap::new();
-        add_forwarding(&mut h2, "::1".parse().unwrap(), false, Some("h2.test"));
+        add_forwarding(
+            &mut h2,
+            &HeaderValue::from_static("::1"),
+            false,
+            Some(HeaderValue::from_static("h2.test")),
+        );
         assert_eq!(
             h2.get("host").unwrap(),
             "h2.test",

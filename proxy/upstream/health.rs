@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http::{Request, Uri};
+use http::Request;
 
 use super::Service;
 use crate::config::schema::Health;
@@ -124,11 +124,10 @@ async fn check_round(
 
 /// One check: a 2xx or 3xx answer within the timeout.
 async fn probe(service: &Service, addr: SocketAddr, check: &Health) -> bool {
-    let Ok(uri) = Uri::try_from(format!("{}://{addr}{}", service.scheme, check.path)) else {
+    let Ok(target) = http::uri::PathAndQuery::try_from(check.path.as_str()) else {
         return false;
     };
     let mut req = Request::new(body::empty());
-    *req.uri_mut() = uri;
     if let Ok(host) = http::HeaderValue::from_str(&addr.to_string()) {
         req.headers_mut().insert(http::header::HOST, host);
     }
@@ -136,8 +135,13 @@ async fn probe(service: &Service, addr: SocketAddr, check: &Health) -> bool {
         http::header::USER_AGENT,
         http::HeaderValue::from_static("weir-health-check"),
     );
-    match tokio::time::timeout(check.timeout.0, service.pool.request(req)).await {
-        Ok(Ok(response)) => {
+    match tokio::time::timeout(
+        check.timeout.0,
+        service.pool.send(service.scheme, addr, target, req, true),
+    )
+    .await
+    {
+        Ok((Ok(response), _)) => {
             let ok = response.status().is_success() || response.status().is_redirection();
             // Drain so the pooled connection can be reused.
             let _ = tokio::time::timeout(

@@ -4,6 +4,7 @@
 //! - `select`: the load-balancing policy inside a region.
 //! - `dns`: names in endpoints, re-resolved at their TTL.
 //! - `client`: the pooled HTTP client of a service.
+//! - `pool`: keep-alive HTTP/1.1 connections to plain-TCP endpoints.
 //! - `forward`: hop-by-hop and forwarding headers.
 //! - `retry`: which failures may be retried, within a budget.
 //! - `outlier`: passive ejection of endpoints that keep failing.
@@ -19,6 +20,7 @@ pub mod failover;
 pub mod forward;
 pub mod health;
 pub mod outlier;
+pub mod pool;
 pub mod proxy;
 pub mod retry;
 pub mod select;
@@ -171,6 +173,10 @@ impl Service {
 
     /// The region for the next request, drawn by the regions' shares.
     pub fn pick_region(&self) -> Option<&Region> {
+        // One region takes everything, healthy or not: no state to step.
+        if self.regions.len() == 1 {
+            return self.regions.first();
+        }
         let n = self.region_draws.fetch_add(1, Ordering::Relaxed);
         let index = self.with_shares(Instant::now(), |state| failover::pick(state.shares(), n));
         self.regions.get(index?)

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Request, Response, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::{Service, forward, retry, select, tunnel};
@@ -78,27 +78,32 @@ pub async fn proxy<B: RequestBody>(
         .iter()
         .cloned()
         .collect();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .map(str::to_owned);
-    forward::strip_hop_by_hop(&mut parts.headers, upgrade);
-    forward::add_forwarding(
-        &mut parts.headers,
-        conn.peer.ip(),
-        conn.tls,
-        host.as_deref(),
-    );
-    let path = if route.strip_prefix {
-        router::path::strip(&route.prefix, parts.uri.path())
-    } else {
-        parts.uri.path().into()
+    let host = match parts.headers.get(header::HOST) {
+        Some(host) => Some(host.clone()),
+        None => parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
-    let path_and_query = match parts.uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.into_owned(),
+    forward::strip_hop_by_hop(&mut parts.headers, upgrade);
+    forward::add_forwarding(&mut parts.headers, conn.peer_ip(), conn.tls, host);
+    let target = match (route.strip_prefix, parts.uri.path_and_query()) {
+        (false, Some(target)) => target.clone(),
+        _ => {
+            let path = if route.strip_prefix {
+                router::path::strip(&route.prefix, parts.uri.path())
+            } else {
+                parts.uri.path().into()
+            };
+            let target = match parts.uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path.into_owned(),
+            };
+            match PathAndQuery::try_from(target) {
+                Ok(target) => target,
+                Err(_) => return Reject::BadRequest.response(),
+            }
+        }
     };
 
     // A request without a body can be sent again; one with a body only once.
@@ -126,6 +131,7 @@ pub async fn proxy<B: RequestBody>(
     let mut stale_retried = false;
     let mut switches = 0;
     loop {
+        let again = again_on.is_some();
         let endpoint = match again_on.take() {
             Some(endpoint) => endpoint,
             None => {
@@ -153,12 +159,6 @@ pub async fn proxy<B: RequestBody>(
         if !tried.contains(&endpoint.addr) {
             tried.push(endpoint.addr);
         }
-        let Ok(uri) = Uri::try_from(format!(
-            "{}://{}{path_and_query}",
-            service.scheme, endpoint.addr
-        )) else {
-            return Reject::BadRequest.response();
-        };
         let body = match once.take() {
             Some(incoming) => incoming
                 .map_err(|e| std::io::Error::other(ClientBodyError(e.into())))
@@ -167,19 +167,28 @@ pub async fn proxy<B: RequestBody>(
         };
         let mut upstream_req = Request::new(body);
         *upstream_req.method_mut() = parts.method.clone();
-        *upstream_req.uri_mut() = uri;
         *upstream_req.version_mut() = version;
         *upstream_req.headers_mut() = parts.headers.clone();
 
         let limit = try_timeout.min(deadline.saturating_duration_since(Instant::now()));
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        let (sent, connected) = super::client::track_connects(tokio::time::timeout(
+        // The second try after a stale pooled connection opens a new one.
+        let reuse = !again;
+        let sent = tokio::time::timeout(
             limit,
-            service.pool.request(upstream_req),
-        ))
+            service.pool.send(
+                service.scheme,
+                endpoint.addr,
+                target.clone(),
+                upstream_req,
+                reuse,
+            ),
+        )
         .await;
-        // No connection opened by this attempt: it went over a pooled one.
-        let reused = !connected;
+        let (sent, reused) = match sent {
+            Ok((sent, reused)) => (Ok(sent), reused),
+            Err(elapsed) => (Err(elapsed), true),
+        };
         endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
         let failure = match sent {
             Ok(Ok(response)) => {
@@ -274,12 +283,17 @@ impl std::fmt::Display for ClientBodyError {
 impl std::error::Error for ClientBodyError {}
 
 /// Sorts a client error; `None` when the client's own body failed.
-fn classify(error: &hyper_util::client::legacy::Error) -> Option<Failure> {
+fn classify(error: &super::client::SendError) -> Option<Failure> {
     if error.is_connect() {
         return Some(Failure::Connect);
     }
     let mut stale = false;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    // The variants are transparent: start the walk at the wrapped error.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = match error {
+        super::client::SendError::Plain(super::pool::SendError::Http(e)) => Some(e),
+        super::client::SendError::Plain(e) => Some(e),
+        super::client::SendError::General(e) => Some(e),
+    };
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             if io
@@ -311,7 +325,7 @@ fn classify(error: &hyper_util::client::legacy::Error) -> Option<Failure> {
 }
 
 fn respond(
-    mut response: Response<Incoming>,
+    mut response: Response<Body>,
     region: Arc<str>,
     endpoint: SocketAddr,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -329,7 +343,7 @@ fn respond(
     } else {
         choose_coding(response.headers(), status, accept_encoding, compression)
     };
-    let mut response = response.map(|b| b.map_err(std::io::Error::other).boxed());
+    let mut response = response;
     if coding != Coding::Identity {
         weaken_etag(response.headers_mut());
         compression::mark(response.headers_mut(), coding, true);

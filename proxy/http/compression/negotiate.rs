@@ -179,17 +179,30 @@ pub fn compressible(content_type: &str) -> bool {
     let Some((top, sub)) = essence.split_once('/') else {
         return false;
     };
-    let top = top.trim().to_ascii_lowercase();
-    let sub = sub.trim().to_ascii_lowercase();
+    let (top, sub) = (top.trim(), sub.trim());
+    // Media types are case-insensitive: lowercase the subtype on the stack
+    // (a longer one than fits is no type of this list).
+    let mut buf = [0u8; 64];
+    let Some(sub) = buf.get_mut(..sub.len()).and_then(|buf| {
+        buf.copy_from_slice(sub.as_bytes());
+        buf.make_ascii_lowercase();
+        std::str::from_utf8(buf).ok()
+    }) else {
+        return false;
+    };
     if sub.ends_with("+json") || sub.ends_with("+xml") {
         return true;
     }
-    match top.as_str() {
-        "text" => !sub.is_empty(),
-        "font" => matches!(sub.as_str(), "ttf" | "otf" | "sfnt" | "collection"),
-        "image" => matches!(sub.as_str(), "svg+xml"),
-        "application" => matches!(
-            sub.as_str(),
+    let is = |name: &str| top.eq_ignore_ascii_case(name);
+    if is("text") {
+        !sub.is_empty()
+    } else if is("font") {
+        matches!(sub, "ttf" | "otf" | "sfnt" | "collection")
+    } else if is("image") {
+        sub == "svg+xml"
+    } else if is("application") {
+        matches!(
+            sub,
             "javascript"
                 | "x-javascript"
                 | "ecmascript"
@@ -208,8 +221,9 @@ pub fn compressible(content_type: &str) -> bool {
                 | "rtf"
                 | "x-sh"
                 | "x-tar"
-        ),
-        _ => false,
+        )
+    } else {
+        false
     }
 }
 

@@ -1,0 +1,347 @@
+//! Keep-alive HTTP/1.1 connections to plain-TCP endpoints, pooled per
+//! endpoint address.
+//!
+//! The common case of a sidecar or ingress (HTTP/1.1 upstreams on the same
+//! host or network) goes through here instead of hyper-util's general
+//! client: a request takes an idle connection of its endpoint (or opens
+//! one), sends over hyper's connection-level API, and the connection goes
+//! back to the pool when the response body has been read to its end. No
+//! pool key to build and hash, no absolute URI to format and parse, no
+//! race between a checkout and a connect.
+//!
+//! Bounds: at most `MAX_IDLE` idle connections per endpoint (the oldest is
+//! closed to make room), none reused after `IDLE_TIMEOUT`; a connection
+//! whose response body is dropped before its end is closed, never reused.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::http::body::Body;
+
+/// Idle keep-alive connections kept per endpoint.
+pub const MAX_IDLE: usize = 64;
+/// An idle connection is not reused after this long; upstream servers
+/// commonly close theirs after 60-75 s, so ours goes first.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be opened: nothing was sent.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connect to {addr}: timed out after {CONNECT_TIMEOUT:?}")]
+    ConnectTimeout { addr: SocketAddr },
+    /// The HTTP exchange failed (before or after the request was sent).
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+/// The idle connections of a service, by endpoint.
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+impl Pool {
+    pub fn new() -> Arc<Pool> {
+        Arc::new(Pool::default())
+    }
+
+    /// Sends `req` (origin-form URI, headers as they go upstream) to `addr`.
+    /// `reuse = false` opens a new connection whatever is idle. Returns
+    /// the response and whether it went over a pooled connection (only
+    /// those can be stale: closed by the upstream as they were taken).
+    pub async fn send(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        req: Request<Body>,
+        reuse: bool,
+    ) -> (Result<Response<PooledBody>, SendError>, bool) {
+        let pooled = if reuse { self.take(addr).await } else { None };
+        let reused = pooled.is_some();
+        let mut sender = match pooled {
+            Some(sender) => sender,
+            None => match connect(addr).await {
+                Ok(sender) => sender,
+                Err(e) => return (Err(e), false),
+            },
+        };
+        let upgrade = crate::upstream::forward::is_upgrade(req.headers());
+        let response = match sender.send_request(req).await {
+            Ok(response) => response,
+            Err(e) => return (Err(e.into()), reused),
+        };
+        // An upgraded connection belongs to the tunnel; one the upstream
+        // will close is not worth keeping.
+        let keep = !upgrade
+            && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+            && !closes(response.headers());
+        let back = keep.then(|| Return {
+            pool: self.clone(),
+            addr,
+            sender,
+        });
+        let response = response.map(|inner| {
+            let mut body = PooledBody { inner, back };
+            // An empty body (HEAD, 204, 304, Content-Length: 0) ends here.
+            if http_body::Body::is_end_stream(&body.inner) {
+                body.release();
+            }
+            body
+        });
+        (Ok(response), reused)
+    }
+
+    /// The most recently used idle connection of `addr` that is still open
+    /// and ready for a request.
+    async fn take(&self, addr: SocketAddr) -> Option<SendRequest<Body>> {
+        loop {
+            let idle = {
+                let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                all.get_mut(&addr)?.pop()?
+            };
+            if idle.sender.is_closed() || idle.since.elapsed() > IDLE_TIMEOUT {
+                continue;
+            }
+            let mut sender = idle.sender;
+            // Ready at once unless the connection is still finishing the
+            // previous exchange (a moment) or has just closed (an error).
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn put(&self, addr: SocketAddr, sender: SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = all.entry(addr).or_default();
+        let now = Instant::now();
+        // The oldest idle connections are at the front.
+        let expired = list
+            .iter()
+            .take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT || i.sender.is_closed())
+            .count();
+        list.drain(..expired);
+        if list.len() >= MAX_IDLE {
+            list.remove(0);
+        }
+        list.push(Idle { sender, since: now });
+    }
+
+    /// Idle connections held now, over every endpoint.
+    pub fn idle_count(&self) -> usize {
+        let all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        all.values().map(Vec::len).sum()
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<SendRequest<Body>, SendError> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(source)) => return Err(SendError::Connect { addr, source }),
+        Err(_) => return Err(SendError::ConnectTimeout { addr }),
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// `Connection: close` from the upstream: it closes after this response.
+fn closes(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+}
+
+#[derive(Debug)]
+struct Return {
+    pool: Arc<Pool>,
+    addr: SocketAddr,
+    sender: SendRequest<Body>,
+}
+
+/// A response body that gives its connection back to the pool once it has
+/// been read to the end; dropped earlier, the connection closes.
+#[derive(Debug)]
+pub struct PooledBody {
+    inner: Incoming,
+    back: Option<Return>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some(back) = self.back.take() {
+            back.pool.put(back.addr, back.sender);
+        }
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            // A broken body: the connection is not reused.
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// An HTTP/1.1 upstream on loopback that counts its connections and
+    /// answers `/close` with `Connection: close`, `/big` with 1 MiB.
+    async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(|req: Request<Incoming>| async move {
+                        let mut response =
+                            Response::new(http_body_util::Full::new(match req.uri().path() {
+                                "/big" => Bytes::from(vec![b'x'; 1 << 20]),
+                                _ => Bytes::from_static(b"hello"),
+                            }));
+                        if req.uri().path() == "/close" {
+                            response.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn get(path: &'static str) -> Request<Body> {
+        let mut req = Request::new(crate::http::body::empty());
+        *req.uri_mut() = http::Uri::from_static(path);
+        req.headers_mut()
+            .insert(http::header::HOST, http::HeaderValue::from_static("up"));
+        req
+    }
+
+    #[tokio::test]
+    async fn a_connection_read_to_the_end_is_reused() {
+        let (addr, accepted) = upstream().await;
+        let pool = Pool::new();
+        for round in 0..3 {
+            let (sent, reused) = pool.send(addr, get("/"), true).await;
+            assert_eq!(reused, round > 0, "round {round}");
+            let body = sent.unwrap().into_body().collect().await.unwrap();
+            assert_eq!(body.to_bytes(), "hello");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_early_closes_its_connection() {
+        let (addr, accepted) = upstream().await;
+        let pool = Pool::new();
+        let (sent, _) = pool.send(addr, get("/big"), true).await;
+        let mut body = sent.unwrap().into_body();
+        let _ = body.frame().await;
+        drop(body);
+        assert_eq!(pool.idle_count(), 0);
+        let (sent, reused) = pool.send(addr, get("/"), true).await;
+        assert!(!reused);
+        sent.unwrap().into_body().collect().await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn connection_close_is_not_kept_and_reuse_false_opens_anew() {
+        let (addr, accepted) = upstream().await;
+        let pool = Pool::new();
+        let (sent, _) = pool.send(addr, get("/close"), true).await;
+        sent.unwrap().into_body().collect().await.unwrap();
+        assert_eq!(pool.idle_count(), 0);
+        let (sent, _) = pool.send(addr, get("/"), true).await;
+        sent.unwrap().into_body().collect().await.unwrap();
+        let (sent, reused) = pool.send(addr, get("/"), false).await;
+        assert!(!reused);
+        sent.unwrap().into_body().collect().await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(pool.idle_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let addr = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let (sent, reused) = Pool::new().send(addr, get("/"), true).await;
+        assert!(!reused);
+        assert!(matches!(sent, Err(SendError::Connect { .. })), "{sent:?}");
+    }
+}
