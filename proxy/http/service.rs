@@ -48,7 +48,7 @@ pub async fn handle<B: RequestBody>(
     });
 
     let head = req.method() == http::Method::HEAD;
-    let (mut response, route) = dispatch(req, &conn, &snapshot, host.as_deref()).await;
+    let (mut response, route, upstream) = dispatch(req, &conn, &snapshot, host.as_deref()).await;
     if head {
         // Same headers as GET (Content-Length included), never a body.
         *response.body_mut() = super::body::empty();
@@ -70,9 +70,6 @@ pub async fn handle<B: RequestBody>(
     response
         .headers_mut()
         .insert(REQUEST_ID.clone(), request_id);
-    let upstream = response
-        .extensions_mut()
-        .remove::<crate::upstream::proxy::Upstream>();
     let encoding = response
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -89,32 +86,44 @@ pub async fn handle<B: RequestBody>(
     response.map(|body| Observed::new(body, finish).boxed())
 }
 
+/// A response with the route and backend index that made it (for metrics
+/// and the rollout window) and what the upstream side was, if any.
+type Dispatched = (
+    Response<Body>,
+    Option<(Arc<Route>, usize)>,
+    Option<crate::upstream::proxy::Upstream>,
+);
+
 async fn dispatch<B: RequestBody>(
     req: Request<B>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
     host: Option<&str>,
-) -> (Response<Body>, Option<(Arc<Route>, usize)>) {
+) -> Dispatched {
     let too_large = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|len| len > snapshot.limits.max_body_bytes);
     if too_large {
-        return (Reject::BodyTooLarge.response(), None);
+        return (Reject::BodyTooLarge.response(), None, None);
     }
     let listener = snapshot.listener(&conn.listener);
     if let Some(port) = listener.and_then(|l| l.redirect_https)
         && !req.uri().path().starts_with("/.well-known/acme-challenge/")
     {
-        return (crate::listener::redirect::to_https(&req, host, port), None);
+        return (
+            crate::listener::redirect::to_https(&req, host, port),
+            None,
+            None,
+        );
     }
     let path = req.uri().path();
     let Some(route) = snapshot
         .router
         .find(&conn.listener, host.unwrap_or(""), path)
     else {
-        return (Reject::NoRoute.response(), None);
+        return (Reject::NoRoute.response(), None, None);
     };
     if let Some(limiter) = &route.options.rate_limit
         && let Decision::Deny { retry_after } =
@@ -124,6 +133,7 @@ async fn dispatch<B: RequestBody>(
         return (
             Reject::RateLimited(seconds).response(),
             Some((route.clone(), usize::MAX)),
+            None,
         );
     }
     let Some(choice) = affinity::choose(
@@ -136,6 +146,7 @@ async fn dispatch<B: RequestBody>(
         return (
             Reject::NoBackend.response(),
             Some((route.clone(), usize::MAX)),
+            None,
         );
     };
     let backend = choice.backend();
@@ -148,14 +159,15 @@ async fn dispatch<B: RequestBody>(
         _ => None,
     };
     let index = route.split.index_of(backend).unwrap_or(usize::MAX);
-    let mut response = match &backend.target {
+    let (mut response, upstream) = match &backend.target {
         Target::Site(site) => {
             let path = if route.strip_prefix {
                 router::path::strip(&route.prefix, path)
             } else {
                 path.into()
             };
-            crate::site::serve(site, req.method(), &path, req.headers()).await
+            let response = crate::site::serve(site, req.method(), &path, req.headers()).await;
+            (response, None)
         }
         Target::Service(service) => {
             crate::upstream::proxy::proxy(req, route, service, conn, &snapshot.compression).await
@@ -164,7 +176,7 @@ async fn dispatch<B: RequestBody>(
     if let Some(cookie) = pin {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    (response, Some((route.clone(), index)))
+    (response, Some((route.clone(), index)), upstream)
 }
 
 /// `X-Request-Id` from the client when it is sane, else a new random one.

@@ -13,7 +13,6 @@
 //! closed to make room), none reused after `IDLE_TIMEOUT`; a connection
 //! whose response body is dropped before its end is closed, never reused.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -35,6 +34,8 @@ pub const MAX_IDLE: usize = 64;
 /// An idle connection is not reused after this long; upstream servers
 /// commonly close theirs after 60-75 s, so ours goes first.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+/// Endpoints with idle connections kept per service.
+const MAX_ENDPOINTS: usize = 1024;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +53,11 @@ pub enum SendError {
     Http(#[from] hyper::Error),
 }
 
-/// The idle connections of a service, by endpoint.
+/// The idle connections of a service, by endpoint (a service has few
+/// endpoints: a list is quicker to search than a map is to hash).
 #[derive(Debug, Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<Vec<(SocketAddr, Vec<Idle>)>>,
 }
 
 #[derive(Debug)]
@@ -88,7 +90,8 @@ impl Pool {
                 Err(e) => return (Err(e), false),
             },
         };
-        let upgrade = crate::upstream::forward::is_upgrade(req.headers());
+        // `Upgrade` reaches here only on an upgrade (it is hop-by-hop).
+        let upgrade = req.headers().contains_key(http::header::UPGRADE);
         let response = match sender.send_request(req).await {
             Ok(response) => response,
             Err(e) => return (Err(e.into()), reused),
@@ -120,7 +123,8 @@ impl Pool {
         loop {
             let idle = {
                 let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                all.get_mut(&addr)?.pop()?
+                let (_, list) = all.iter_mut().find(|(a, _)| *a == addr)?;
+                list.pop()?
             };
             if idle.sender.is_closed() || idle.since.elapsed() > IDLE_TIMEOUT {
                 continue;
@@ -139,7 +143,22 @@ impl Pool {
             return;
         }
         let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = all.entry(addr).or_default();
+        let at = match all.iter().position(|(a, _)| *a == addr) {
+            Some(at) => at,
+            None => {
+                // Addresses come and go with DNS: forget the emptied ones,
+                // and past a bound the oldest, so the list stays short.
+                if all.len() >= 64 {
+                    all.retain(|(_, list)| !list.is_empty());
+                }
+                if all.len() >= MAX_ENDPOINTS {
+                    all.remove(0);
+                }
+                all.push((addr, Vec::new()));
+                all.len() - 1
+            }
+        };
+        let list = &mut all[at].1;
         let now = Instant::now();
         // The oldest idle connections are at the front.
         let expired = list
@@ -156,7 +175,7 @@ impl Pool {
     /// Idle connections held now, over every endpoint.
     pub fn idle_count(&self) -> usize {
         let all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        all.values().map(Vec::len).sum()
+        all.iter().map(|(_, list)| list.len()).sum()
     }
 }
 

@@ -24,8 +24,7 @@ use crate::router::{self, Route};
 /// Default whole-request timeout when a route sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What the access log and metrics learn about the upstream side; put in
-/// the response's extensions.
+/// What the access log and metrics learn about the upstream side.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub region: Arc<str>,
@@ -67,7 +66,7 @@ pub async fn proxy<B: RequestBody>(
     service: &Arc<Service>,
     conn: &ConnInfo,
     compression: &Compression,
-) -> Response<Body> {
+) -> (Response<Body>, Option<Upstream>) {
     service.budget.deposit();
     let upgrade = req.version() == Version::HTTP_11 && forward::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -101,7 +100,7 @@ pub async fn proxy<B: RequestBody>(
             };
             match PathAndQuery::try_from(target) {
                 Ok(target) => target,
-                Err(_) => return Reject::BadRequest.response(),
+                Err(_) => return (Reject::BadRequest.response(), None),
             }
         }
     };
@@ -119,7 +118,7 @@ pub async fn proxy<B: RequestBody>(
     };
 
     let Some(mut region) = service.pick_region() else {
-        return Reject::NoHealthyEndpoint.response();
+        return (Reject::NoHealthyEndpoint.response(), None);
     };
     let mut endpoints = region.endpoints.load_full();
     // Retries pick from a cursor of their own, so the shared one moves once
@@ -209,7 +208,7 @@ pub async fn proxy<B: RequestBody>(
             Ok(Err(e)) => match classify(&e) {
                 Some(failure) => failure,
                 // The client's own body was malformed: its fault, not the upstream's.
-                None => return Reject::BadRequest.response(),
+                None => return (Reject::BadRequest.response(), None),
             },
             Err(_) => Failure::Timeout,
         };
@@ -249,8 +248,8 @@ pub async fn proxy<B: RequestBody>(
         }
     }
     match last {
-        Some(failure) => failure.reject().response(),
-        None => Reject::NoHealthyEndpoint.response(),
+        Some(failure) => (failure.reject().response(), None),
+        None => (Reject::NoHealthyEndpoint.response(), None),
     }
 }
 
@@ -331,7 +330,7 @@ fn respond(
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     accept_encoding: &[HeaderValue],
     compression: &Compression,
-) -> Response<Body> {
+) -> (Response<Body>, Option<Upstream>) {
     let status = response.status();
     let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some(client) = client_upgrade {
@@ -349,12 +348,12 @@ fn respond(
         compression::mark(response.headers_mut(), coding, true);
         response = response.map(|b| compression::compress_stream(b, coding));
     }
-    response.extensions_mut().insert(Upstream {
+    let upstream = Upstream {
         region,
         endpoint,
         status: status.as_u16(),
-    });
-    response
+    };
+    (response, Some(upstream))
 }
 
 /// Compress a proxied response when the client accepts it, the upstream did
@@ -365,6 +364,11 @@ fn choose_coding(
     accept_encoding: &[HeaderValue],
     compression: &Compression,
 ) -> Coding {
+    // Most clients that never compress (load tools, health checkers)
+    // send no Accept-Encoding: nothing to look at.
+    if accept_encoding.is_empty() {
+        return Coding::Identity;
+    }
     let eligible = status == http::StatusCode::OK
         && !compression.algorithms.is_empty()
         && !headers.contains_key(header::CONTENT_ENCODING)
