@@ -136,9 +136,14 @@ pub async fn serve(
     drop(snapshot);
     let info = Arc::new(ConnInfo::new(listener, peer, tls, alt_svc));
     if tls {
-        if let Some(stream) =
-            crate::tls::accept(stream, &info, &app, limits.header_read_timeout).await
-        {
+        let accepted = Box::pin(crate::tls::accept(
+            stream,
+            &info,
+            &app,
+            limits.header_read_timeout,
+        ))
+        .await;
+        if let Some(stream) = accepted {
             // The protocol follows ALPN: a client that agreed on http/1.1
             // never gets HTTP/2, whatever its first bytes look like.
             let alpn = match stream.get_ref().1.alpn_protocol() {
@@ -146,10 +151,12 @@ pub async fn serve(
                 Some(b"http/1.1") => Alpn::Http1,
                 _ => Alpn::Any,
             };
-            serve_io(stream, alpn, info, app, limits, drain).await;
+            Box::pin(serve_io(stream, alpn, info, app, limits, drain)).await;
         }
     } else {
-        serve_io(stream, Alpn::Any, info, app, limits, drain).await;
+        // Boxed: the task of an idle connection holds only what its own
+        // protocol needs, not the size of the largest branch.
+        Box::pin(serve_io(stream, Alpn::Any, info, app, limits, drain)).await;
     }
 }
 
@@ -179,7 +186,9 @@ async fn serve_io<I>(
     let service = service_fn(move |req| {
         let app = app.clone();
         let info = service_info.clone();
-        async move { Ok::<_, Infallible>(super::service::handle(req, info, &app).await) }
+        // Boxed per request: hyper keeps one slot for the service future
+        // per connection, which an idle connection then need not hold.
+        Box::pin(async move { Ok::<_, Infallible>(super::service::handle(req, info, &app).await) })
     });
     let max_header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
     match alpn {
