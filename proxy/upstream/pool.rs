@@ -120,22 +120,47 @@ impl Pool {
     /// The most recently used idle connection of `addr` that is still open
     /// and ready for a request.
     async fn take(&self, addr: SocketAddr) -> Option<SendRequest<Body>> {
+        // Connections still finishing their previous exchange (a request
+        // body still being sent, say) are passed over, never waited for,
+        // and go back to the cold end of the list.
+        let mut busy = Vec::new();
+        let mut found = None;
         loop {
             let idle = {
                 let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                let (_, list) = all.iter_mut().find(|(a, _)| *a == addr)?;
-                list.pop()?
+                let Some((_, list)) = all.iter_mut().find(|(a, _)| *a == addr) else {
+                    break;
+                };
+                let Some(idle) = list.pop() else {
+                    break;
+                };
+                idle
             };
             if idle.sender.is_closed() || idle.since.elapsed() > IDLE_TIMEOUT {
                 continue;
             }
-            let mut sender = idle.sender;
-            // Ready at once unless the connection is still finishing the
-            // previous exchange (a moment) or has just closed (an error).
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            let Idle { mut sender, since } = idle;
+            let ready = std::future::poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await;
+            match ready {
+                Poll::Ready(Ok(())) => {
+                    found = Some(sender);
+                    break;
+                }
+                // Closed meanwhile.
+                Poll::Ready(Err(_)) => continue,
+                Poll::Pending => busy.push(Idle { sender, since }),
             }
         }
+        if !busy.is_empty() {
+            let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, list)) = all.iter_mut().find(|(a, _)| *a == addr) {
+                let keep = MAX_IDLE.saturating_sub(list.len());
+                busy.truncate(keep);
+                busy.reverse();
+                list.splice(0..0, busy);
+            }
+        }
+        found
     }
 
     fn put(&self, addr: SocketAddr, sender: SendRequest<Body>) {
@@ -362,5 +387,97 @@ mod tests {
         let (sent, reused) = Pool::new().send(addr, get("/"), true).await;
         assert!(!reused);
         assert!(matches!(sent, Err(SendError::Connect { .. })), "{sent:?}");
+    }
+}
+
+#[cfg(test)]
+mod busy_tests {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// An upstream that answers as soon as it has a request head and then
+    /// neither reads on nor closes: a connection whose request body is still
+    /// being sent stays busy.
+    async fn answers_early() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// A request body that sends what the test gives it and ends only when
+    /// the test drops its sender.
+    struct Stalled(mpsc::Receiver<Bytes>);
+
+    impl http_body::Body for Stalled {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_sending_a_body_is_passed_over() {
+        let addr = answers_early().await;
+        let pool = Pool::new();
+        let (chunks, body) = mpsc::channel(1);
+        chunks.send(Bytes::from_static(b"part")).await.unwrap();
+        let mut post = Request::new(Stalled(body).boxed());
+        *post.method_mut() = http::Method::POST;
+        *post.uri_mut() = http::Uri::from_static("/upload");
+        post.headers_mut()
+            .insert(http::header::HOST, http::HeaderValue::from_static("up"));
+        let (sent, _) = pool.send(addr, post, true).await;
+        let body = sent.unwrap().into_body().collect().await.unwrap();
+        assert_eq!(body.to_bytes(), "ok");
+        // The upload still runs on that connection; a GET must not wait for it.
+        let mut get = Request::new(crate::http::body::empty());
+        *get.uri_mut() = http::Uri::from_static("/");
+        get.headers_mut()
+            .insert(http::header::HOST, http::HeaderValue::from_static("up"));
+        let (sent, reused) =
+            tokio::time::timeout(Duration::from_secs(2), pool.send(addr, get, true))
+                .await
+                .expect("the GET waited for a busy connection");
+        assert!(!reused);
+        assert_eq!(
+            sent.unwrap()
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes(),
+            "ok"
+        );
+        assert_eq!(pool.idle_count(), 2, "the busy one is kept for later");
+        drop(chunks);
     }
 }
