@@ -53,6 +53,8 @@ enum Command {
 
 const USAGE_ERROR: u8 = 1;
 const RUNTIME_ERROR: u8 = 2;
+/// Threads for blocking work (file opens and reads), beyond the workers.
+const BLOCKING_THREADS: usize = 32;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -230,6 +232,9 @@ fn run(doc: Document, serve: Option<announce::Serve>) -> ExitCode {
         builder.worker_threads(workers);
         builder
     };
+    // File reads run on the blocking pool; a bounded one bounds the threads
+    // (and their stacks and allocator arenas) a burst of file requests makes.
+    builder.max_blocking_threads(BLOCKING_THREADS);
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

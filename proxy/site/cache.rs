@@ -2,9 +2,11 @@
 //!
 //! A hit costs a hash lookup and an `Arc` clone: no syscall, no hop to the
 //! blocking pool. Each entry is re-checked against the file (size, mtime,
-//! inode) at most once per `REVALIDATE`, so a changed file is seen within
-//! that time. Total bytes are capped; when a new entry does not fit, the
-//! least recently used entries are evicted.
+//! inode) at most once per `REVALIDATE`, by one request while the others
+//! keep being served, so a changed file is seen within that time. Requests
+//! that miss together wait for one load (or one encoding of a variant)
+//! instead of each reading the file. Total bytes are capped; when a new
+//! entry does not fit, the least recently used entries are evicted.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,6 +26,8 @@ pub const REVALIDATE: Duration = Duration::from_secs(1);
 pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
 /// Default total size of a site's cache (content plus variants).
 pub const DEFAULT_CAPACITY: u64 = 64 << 20;
+/// Locks that make concurrent misses of one file wait for a single load.
+const LOAD_STRIPES: usize = 32;
 
 /// What identifies one version of a file on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +85,8 @@ pub struct Entry {
     pub sidecars: Vec<(Coding, PathBuf, Stamp)>,
     /// Variants filled on first use; index by `Coding` position.
     variants: [OnceLock<Option<Representation>>; 3],
+    /// Held while a variant is being made, so it is made once.
+    making: tokio::sync::Mutex<()>,
     checked_ms: AtomicU64,
     used: AtomicU64,
 }
@@ -117,6 +123,7 @@ impl Entry {
             offered,
             sidecars,
             variants: Default::default(),
+            making: tokio::sync::Mutex::new(()),
             checked_ms: AtomicU64::new(0),
             used: AtomicU64::new(0),
         }
@@ -125,6 +132,11 @@ impl Entry {
     /// The variant for `coding` if it has been made already.
     pub fn variant(&self, coding: Coding) -> Option<&Option<Representation>> {
         self.variants[variant_slot(coding)?].get()
+    }
+
+    /// Held while making a variant: whoever gets it second finds it made.
+    pub async fn making(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.making.lock().await
     }
 
     /// Stores a variant (or its absence); the first one stored wins.
@@ -148,6 +160,16 @@ impl Entry {
     }
 }
 
+/// What the cache says about a path.
+pub enum Cached {
+    /// Checked against the disk within `REVALIDATE`: serve it.
+    Fresh(Arc<Entry>),
+    /// Due for a check, and this caller is the one to make it.
+    Revalidate,
+    /// Not cached.
+    Miss,
+}
+
 /// The cache of one site.
 #[derive(Debug)]
 pub struct FileCache {
@@ -155,6 +177,8 @@ pub struct FileCache {
     capacity: u64,
     epoch: Instant,
     clock: AtomicU64,
+    loading: [tokio::sync::Mutex<()>; LOAD_STRIPES],
+    disk_lookups: AtomicU64,
 }
 
 impl FileCache {
@@ -164,6 +188,8 @@ impl FileCache {
             capacity,
             epoch: Instant::now(),
             clock: AtomicU64::new(0),
+            loading: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
+            disk_lookups: AtomicU64::new(0),
         }
     }
 
@@ -171,20 +197,35 @@ impl FileCache {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// A cached entry that was checked against the disk within `REVALIDATE`.
-    pub fn fresh(&self, key: &SafePath) -> Option<Arc<Entry>> {
-        let entry = self.entries.read().ok()?.get(key)?.clone();
-        let age = self
-            .now_ms()
-            .saturating_sub(entry.checked_ms.load(Ordering::Relaxed));
-        if age > REVALIDATE.as_millis() as u64 {
-            return None;
+    /// Looks `key` up. Of the requests that find an entry due for a check,
+    /// one is told to revalidate; the others are served the entry meanwhile.
+    pub fn lookup(&self, key: &SafePath) -> Cached {
+        let Some(entry) = self.entries.read().ok().and_then(|e| e.get(key).cloned()) else {
+            return Cached::Miss;
+        };
+        let now = self.now_ms();
+        let checked = entry.checked_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(checked) > REVALIDATE.as_millis() as u64
+            && entry
+                .checked_ms
+                .compare_exchange(checked, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Cached::Revalidate;
         }
         entry.used.store(
             self.clock.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,
         );
-        Some(entry)
+        Cached::Fresh(entry)
+    }
+
+    /// Held while loading `key` from disk, so that misses of one file
+    /// that arrive together read it once.
+    pub async fn loading(&self, key: &SafePath) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+        self.loading[hash as usize % LOAD_STRIPES].lock().await
     }
 
     /// Any cached entry for `key`, fresh or not (for revalidation).
@@ -239,6 +280,16 @@ impl FileCache {
                 total = total.saturating_sub(gone.bytes());
             }
         }
+    }
+
+    /// Counts a lookup that had to go to the disk.
+    pub fn count_disk_lookup(&self) {
+        self.disk_lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lookups that went to the disk so far, for tests and metrics.
+    pub fn disk_lookups(&self) -> u64 {
+        self.disk_lookups.load(Ordering::Relaxed)
     }
 
     /// Bytes held (content and variants), for tests and metrics.

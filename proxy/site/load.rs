@@ -37,6 +37,7 @@ pub struct Large {
 /// Finds `key` in `site`: the cached entry when the disk still agrees,
 /// else the file read (small) or opened (large) anew.
 pub fn find(site: &Site, key: &SafePath) -> Result<Found, ResolveError> {
+    site.cache.count_disk_lookup();
     if let Some(entry) = site.cache.get(key) {
         if still_current(site, &entry) {
             site.cache.touch(&entry);

@@ -13,7 +13,7 @@ use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::body::FileBody;
-use super::cache::{Entry, Representation};
+use super::cache::{Cached, Entry, Representation};
 use super::conditional::{self, Outcome, Validators};
 use super::load::{self, Found, Large};
 use super::resolve::{self, ResolveError, SafePath};
@@ -55,9 +55,18 @@ pub async fn serve(
 
 /// A fresh cache entry, else the blocking lookup.
 async fn lookup(site: &Arc<Site>, key: SafePath) -> Result<Found, ResolveError> {
-    if let Some(entry) = site.cache.fresh(&key) {
-        return Ok(Found::Entry(entry));
-    }
+    let _loading = match site.cache.lookup(&key) {
+        Cached::Fresh(entry) => return Ok(Found::Entry(entry)),
+        Cached::Revalidate => None,
+        Cached::Miss => {
+            let guard = site.cache.loading(&key).await;
+            // Whoever held the lock before may have loaded it.
+            if let Cached::Fresh(entry) = site.cache.lookup(&key) {
+                return Ok(Found::Entry(entry));
+            }
+            Some(guard)
+        }
+    };
     let site = site.clone();
     let root = site.root.clone();
     tokio::task::spawn_blocking(move || load::find(&site, &key))
@@ -119,6 +128,11 @@ async fn representation(site: &Arc<Site>, entry: &Arc<Entry>, coding: Coding) ->
     if coding == Coding::Identity {
         return entry.identity.clone();
     }
+    if let Some(made) = entry.variant(coding) {
+        return made.clone().unwrap_or_else(|| entry.identity.clone());
+    }
+    // Requests that want it together wait for one of them to make it.
+    let _making = entry.making().await;
     if let Some(made) = entry.variant(coding) {
         return made.clone().unwrap_or_else(|| entry.identity.clone());
     }

@@ -233,6 +233,28 @@ async fn head_has_length_and_no_body() {
 }
 
 #[tokio::test]
+async fn misses_that_arrive_together_read_the_file_once() {
+    let f = fixture();
+    let site = site(&f, false);
+    let replies: Vec<_> = (0..32)
+        .map(|_| {
+            let site = site.clone();
+            tokio::spawn(async move { get(&site, "/app.js").await })
+        })
+        .collect();
+    for reply in replies {
+        let reply = reply.await.expect("request task");
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(&reply.body[..], b"console.log(1)");
+    }
+    assert_eq!(
+        site.cache.disk_lookups(),
+        1,
+        "32 misses together, one disk lookup"
+    );
+}
+
+#[tokio::test]
 async fn large_files_stream_whole() {
     let f = fixture();
     let big: Vec<u8> = (0..5 * CHUNK + 123).map(|i| (i % 251) as u8).collect();
