@@ -64,8 +64,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// The headers that concern one connection only.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// The headers that concern one connection only (a static: a const array
+/// of names would be built and dropped at every use).
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     header::TE,
     header::TRANSFER_ENCODING,
