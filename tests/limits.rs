@@ -110,6 +110,65 @@ async fn slowloris_head_is_cut_at_header_read_timeout() {
 }
 
 #[tokio::test]
+async fn partial_head_gets_408_at_header_read_timeout() {
+    let w = start("header_read_timeout = \"1s\"").await;
+    let started = std::time::Instant::now();
+    let (reply, closed) = raw(
+        w.addr("web"),
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Half",
+        Duration::from_secs(8),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "got {reply:?}");
+    assert!(
+        reply
+            .to_ascii_lowercase()
+            .contains("weir-error: header-timeout"),
+        "got {reply:?}"
+    );
+    assert!(closed, "connection closed after the 408");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "cut too early"
+    );
+}
+
+#[tokio::test]
+async fn partial_second_head_on_a_kept_connection_gets_408() {
+    let w = start("header_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
+    let mut stream = TcpStream::connect(w.addr("web")).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 512];
+    let n = tokio::time::timeout(
+        support::STEP,
+        tokio::io::AsyncReadExt::read(&mut stream, &mut first),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    // Idle for longer than the head deadline: idleness is idle_timeout's
+    // business, so the connection is still there for the next request...
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stream.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    // ...whose head then has header_read_timeout to arrive whole.
+    let (reply, closed) = support::read_until_closed(&mut stream, Duration::from_secs(8)).await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "got {reply:?}");
+    assert!(closed, "connection closed after the 408");
+}
+
+#[tokio::test]
+async fn silent_connection_is_closed_without_an_answer() {
+    let w = start("header_read_timeout = \"1s\"").await;
+    let (reply, closed) = raw(w.addr("web"), b"", Duration::from_secs(8)).await;
+    assert!(closed, "a connection that sends nothing is closed");
+    assert_eq!(reply, "", "nothing is answered to nothing");
+}
+
+#[tokio::test]
 async fn malformed_request_lines_get_400_and_close() {
     let w = start("").await;
     for garbage in [

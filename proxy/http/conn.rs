@@ -1,11 +1,12 @@
 //! One client connection: HTTP/1.1 or HTTP/2 (chosen by the preface, so h2c
 //! prior knowledge works on plain TCP) through hyper-util, with the head
-//! deadline, head size limit, idle timeout and graceful drain.
+//! deadline (408 for a partial head), head size limit, idle timeout and
+//! graceful drain.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::app::App;
 use crate::drain::Drain;
+use crate::http::error::Reject;
 use crate::snapshot::Limits;
 
 /// What a request needs to know about the connection it came on.
@@ -81,13 +83,27 @@ impl Drop for ConnInfo {
     }
 }
 
-/// Live counters of one connection, read by the idle watchdog.
+/// `ConnState::head_since` while no request head is pending.
+const NO_HEAD: u64 = u64::MAX;
+
+/// Live counters of one connection, read by the idle and head watchdog.
 #[derive(Debug)]
 pub struct ConnState {
     opened: Instant,
     /// Milliseconds after `opened` of the last byte read or written.
     last_activity: AtomicU64,
     in_flight: AtomicUsize,
+    /// Milliseconds after `opened` when the pending request head began:
+    /// the connection's start for its first request, else the first byte
+    /// of the next head; `NO_HEAD` from a request's start to that byte.
+    head_since: AtomicU64,
+    /// Bytes of the pending head have arrived.
+    head_bytes: AtomicBool,
+    /// HTTP/2 (by ALPN or preface): its streams have no head deadline here.
+    h2: AtomicBool,
+    /// The head deadline passed with part of a head read: the next read
+    /// answers 408 and ends the connection.
+    head_timed_out: AtomicBool,
 }
 
 impl ConnState {
@@ -96,12 +112,44 @@ impl ConnState {
             opened: Instant::now(),
             last_activity: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            head_since: AtomicU64::new(0),
+            head_bytes: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
+            head_timed_out: AtomicBool::new(false),
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
     fn touch(&self) {
-        let ms = self.opened.elapsed().as_millis() as u64;
-        self.last_activity.store(ms, Ordering::Relaxed);
+        self.last_activity.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Bytes came in: between requests, they begin the next head.
+    fn received(&self) {
+        let now = self.now_ms();
+        self.last_activity.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Relaxed) == 0 {
+            self.head_bytes.store(true, Ordering::Relaxed);
+            if self.head_since.load(Ordering::Relaxed) == NO_HEAD {
+                self.head_since.store(now, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the pending HTTP/1 head has outlived `limit`, and if so
+    /// whether any of it arrived.
+    fn head_overdue(&self, limit: Duration) -> Option<bool> {
+        if self.h2.load(Ordering::Relaxed) || self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let since = self.head_since.load(Ordering::Relaxed);
+        if since == NO_HEAD || self.now_ms().saturating_sub(since) < limit.as_millis() as u64 {
+            return None;
+        }
+        Some(self.head_bytes.load(Ordering::Relaxed))
     }
 
     fn idle_for(&self) -> Duration {
@@ -111,6 +159,8 @@ impl ConnState {
 
     pub fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_since.store(NO_HEAD, Ordering::Relaxed);
+        self.head_bytes.store(false, Ordering::Relaxed);
     }
 
     pub fn request_finished(&self) {
@@ -178,9 +228,11 @@ async fn serve_io<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    info.state.h2.store(alpn == Alpn::H2, Ordering::Relaxed);
     let io = TokioIo::new(ActivityIo {
         inner: io,
         info: info.clone(),
+        first_read: true,
     });
     let service_info = info.clone();
     let service = service_fn(move |req| {
@@ -194,10 +246,12 @@ async fn serve_io<I>(
     match alpn {
         Alpn::Any => {
             let mut builder = auto::Builder::new(TokioExecutor::new());
+            // The head deadline is weir's (see `drive`): hyper's would close
+            // without the 408 SPEC asks for.
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
+                .header_read_timeout(None)
                 .max_buf_size(limits.max_header_bytes);
             builder
                 .http2()
@@ -211,7 +265,7 @@ async fn serve_io<I>(
         Alpn::Http1 => {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
+                .header_read_timeout(None)
                 .max_buf_size(limits.max_header_bytes)
                 .serve_connection(io, service)
                 .with_upgrades();
@@ -246,8 +300,8 @@ async fn drive<C, E>(
     if closing {
         shut(conn.as_mut());
     }
-    let check_every =
-        (limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let check_every = (limits.idle_timeout.min(limits.header_read_timeout) / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut watchdog = tokio::time::interval(check_every);
     loop {
         tokio::select! {
@@ -262,6 +316,24 @@ async fn drive<C, E>(
                 shut(conn.as_mut());
             }
             _ = watchdog.tick(), if !closing => {
+                match info.state.head_overdue(limits.header_read_timeout) {
+                    // Part of a head came and the rest did not: the next
+                    // read (the loop polls the connection again at once)
+                    // answers 408 and ends the connection.
+                    Some(true) => {
+                        closing = true;
+                        info.state.head_timed_out.store(true, Ordering::Relaxed);
+                        tracing::debug!(peer = %info.peer, "request head not complete within header_read_timeout");
+                        continue;
+                    }
+                    // A connection that never sent a byte.
+                    Some(false) => {
+                        closing = true;
+                        shut(conn.as_mut());
+                        continue;
+                    }
+                    None => {}
+                }
                 let idle = info.state.in_flight.load(Ordering::Relaxed) == 0
                     && info.state.idle_for() >= limits.idle_timeout;
                 if idle {
@@ -273,24 +345,61 @@ async fn drive<C, E>(
     }
 }
 
-/// Marks the connection active on every byte moved.
+/// Marks the connection active on every byte moved, tells HTTP/2 by its
+/// preface, and answers 408 in place of a head that ran out of time.
 struct ActivityIo<I> {
     inner: I,
     info: Arc<ConnInfo>,
+    first_read: bool,
 }
 
-impl<I: AsyncRead + Unpin> AsyncRead for ActivityIo<I> {
+/// What an HTTP/2 connection starts with (RFC 9113 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for ActivityIo<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if self.info.state.head_timed_out.load(Ordering::Relaxed) {
+            return self.answer_head_timeout(cx);
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.info.state.touch();
+        let read = &buf.filled()[before..];
+        if !read.is_empty() {
+            if self.first_read {
+                self.first_read = false;
+                let n = read.len().min(H2_PREFACE.len());
+                if read[..n] == H2_PREFACE[..n] {
+                    self.info.state.h2.store(true, Ordering::Relaxed);
+                }
+            }
+            self.info.state.received();
         }
         result
+    }
+}
+
+impl<I: AsyncWrite + Unpin> ActivityIo<I> {
+    /// Writes a 408 as far as the socket takes it at once (nothing was
+    /// sent on this connection since the last response), then reads as
+    /// end of stream, so hyper ends the connection.
+    fn answer_head_timeout(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.info
+            .state
+            .head_timed_out
+            .store(false, Ordering::Relaxed);
+        let answer = Reject::HeadTimeout.http1_bytes();
+        let mut inner = Pin::new(&mut self.inner);
+        if let Poll::Ready(Ok(n)) = inner.as_mut().poll_write(cx, &answer)
+            && n == answer.len()
+        {
+            let _ = inner.as_mut().poll_flush(cx);
+            let _ = inner.poll_shutdown(cx);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -35,6 +35,8 @@ pub enum Reject {
     UpstreamTimeout,
     /// The client went over the route's `rate_limit`; retry after N seconds.
     RateLimited(u64),
+    /// A request head was not complete within `header_read_timeout`.
+    HeadTimeout,
 }
 
 impl Reject {
@@ -51,6 +53,7 @@ impl Reject {
             Reject::UpstreamConnect | Reject::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Reject::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reject::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Reject::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -71,6 +74,7 @@ impl Reject {
             Reject::UpstreamFailed => "upstream-failed",
             Reject::UpstreamTimeout => "upstream-timeout",
             Reject::RateLimited(_) => "rate-limited",
+            Reject::HeadTimeout => "header-timeout",
         }
     }
 
@@ -84,15 +88,15 @@ impl Reject {
         }
     }
 
+    /// The short text body every refusal carries.
+    fn text(self) -> String {
+        let reason = self.status().canonical_reason().unwrap_or("error");
+        format!("{}\n", reason.to_ascii_lowercase())
+    }
+
     pub fn response(self) -> Response<Body> {
         let status = self.status();
-        let text = format!(
-            "{}\n",
-            status
-                .canonical_reason()
-                .unwrap_or("error")
-                .to_ascii_lowercase()
-        );
+        let text = self.text();
         let len = text.len();
         let mut response = Response::new(body::full(text));
         *response.status_mut() = status;
@@ -113,5 +117,21 @@ impl Reject {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+
+    /// The refusal as HTTP/1.1 bytes, for the rare answer written to the
+    /// socket directly (no request was parsed, so hyper has none to send);
+    /// it always closes the connection.
+    pub fn http1_bytes(self) -> Vec<u8> {
+        let status = self.status();
+        let text = self.text();
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nweir-error: {}\r\nconnection: close\r\n\r\n{text}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Error"),
+            text.len(),
+            self.reason(),
+        )
+        .into_bytes()
     }
 }
