@@ -230,6 +230,38 @@ async fn idle_h2_connection_is_closed() {
 }
 
 #[tokio::test]
+async fn h2_connection_whose_only_request_was_cancelled_still_idles_out() {
+    let slow = support::upstream::Upstream::echo()
+        .slow(30_000)
+        .start()
+        .await;
+    let w = weir()
+        .start(&config(&format!(
+            "[limits]\nidle_timeout = \"1s\"\n\n[[routes]]\npath = \"/api/\"\nbackends = [{{ service = \"slow\" }}]\n\n[services.slow]\nendpoints = [\"{}\"]\n",
+            slow.endpoint()
+        )))
+        .await;
+    let stream = TcpStream::connect(w.addr("web")).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let pending = sender.send_request(support::request("GET", "/api/wait", &[]));
+    // The client gives up on the answer: its stream is reset while weir
+    // still waits on the upstream.
+    let gave_up = tokio::time::timeout(Duration::from_millis(500), pending).await;
+    assert!(gave_up.is_err(), "the slow upstream answered early");
+    let ended = tokio::time::timeout(Duration::from_secs(8), conn).await;
+    assert!(
+        ended.is_ok(),
+        "h2 connection kept open: the cancelled request still counted in flight"
+    );
+}
+
+#[tokio::test]
 async fn max_connections_holds_extra_connections_back() {
     let w = start("max_connections = 1").await;
     let mut first = TcpStream::connect(w.addr("web")).await.unwrap();

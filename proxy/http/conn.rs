@@ -83,6 +83,33 @@ impl Drop for ConnInfo {
     }
 }
 
+/// One request in flight on its connection, from its head to the end of its
+/// response, or to the moment it is abandoned (an HTTP/2 stream reset, a
+/// client gone mid-proxy): the idle and head watchdogs read the count.
+#[derive(Debug)]
+pub struct InFlight(Arc<ConnInfo>);
+
+impl InFlight {
+    pub fn start(conn: Arc<ConnInfo>) -> InFlight {
+        conn.state.request_started();
+        InFlight(conn)
+    }
+}
+
+impl std::ops::Deref for InFlight {
+    type Target = Arc<ConnInfo>;
+
+    fn deref(&self) -> &Arc<ConnInfo> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.state.request_finished();
+    }
+}
+
 /// `ConnState::head_since` while no request head is pending.
 const NO_HEAD: u64 = u64::MAX;
 
@@ -157,13 +184,13 @@ impl ConnState {
         self.opened.elapsed().saturating_sub(last)
     }
 
-    pub fn request_started(&self) {
+    fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_since.store(NO_HEAD, Ordering::Relaxed);
         self.head_bytes.store(false, Ordering::Relaxed);
     }
 
-    pub fn request_finished(&self) {
+    fn request_finished(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.touch();
     }

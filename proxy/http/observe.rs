@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::body::Body;
-use super::conn::ConnInfo;
+use super::conn::InFlight;
 use crate::router::Route;
 use crate::telemetry::access::Entry;
 
@@ -33,7 +33,8 @@ pub struct LogFields {
 pub struct Finish {
     pub started: Instant,
     pub status: u16,
-    pub conn: Arc<ConnInfo>,
+    /// The connection, with this request counted in flight until dropped.
+    pub conn: InFlight,
     /// The route and the index of the backend that answered, if any.
     pub route: Option<(Arc<Route>, usize)>,
     pub log: Option<Box<LogFields>>,
@@ -59,7 +60,6 @@ impl Finish {
             rollout.record(*i, self.status, elapsed);
         }
         self.bytes_sent.inc_by(bytes);
-        self.conn.state.request_finished();
         let Some(log) = self.log else { return };
         let endpoint = self.upstream.as_ref().map(|u| u.endpoint.to_string());
         Entry {

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use http_body_util::BodyExt;
 
 use super::body::{Body, RequestBody};
-use super::conn::ConnInfo;
+use super::conn::{ConnInfo, InFlight};
 use super::error::Reject;
 use super::observe::{Finish, LogFields, Observed};
 use crate::app::App;
@@ -26,7 +26,8 @@ pub async fn handle<B: RequestBody>(
     app: &App,
 ) -> Response<Body> {
     let started = Instant::now();
-    conn.state.request_started();
+    // Counted in flight until the response ends, or this future is dropped.
+    let conn = InFlight::start(conn);
     conn.count_open(protocol(req.version()), app);
     let snapshot = app.snapshot();
     let request_id = request_id(req.headers());
