@@ -92,6 +92,56 @@ async fn metrics_count_requests_by_route_backend_and_class() {
     assert!(!text.contains("/missing"), "raw paths never become labels");
 }
 
+/// Whether `/metrics` shows `line` within a few seconds.
+async fn metrics_show(w: &support::Weir, line: &str) -> bool {
+    eventually(Duration::from_secs(3), || async {
+        get(w.admin, "/metrics").await.text().contains(line)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn open_connections_count_from_accept_and_follow_the_protocol() {
+    let w = start().await;
+    // Three sockets that never send a byte are open connections too.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tokio::net::TcpStream::connect(w.addr("web")).await.unwrap());
+    }
+    let h1 = r#"weir_open_connections{listener="web",protocol="h1"}"#;
+    assert!(
+        metrics_show(&w, &format!("{h1} 3")).await,
+        "3 silent sockets"
+    );
+    // An h2c prior-knowledge connection moves from h1 to h2 at its first request.
+    let stream = tokio::net::TcpStream::connect(w.addr("web")).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let reply = sender.send_request(request("GET", "/", &[])).await.unwrap();
+    assert_eq!(reply.status(), 200);
+    let h2 = r#"weir_open_connections{listener="web",protocol="h2"}"#;
+    assert!(
+        metrics_show(&w, &format!("{h2} 1")).await,
+        "h2c counted as h2"
+    );
+    assert!(metrics_show(&w, &format!("{h1} 3")).await, "and not as h1");
+    drop((reply, sender, silent));
+    conn.abort();
+    assert!(
+        metrics_show(&w, &format!("{h1} 0")).await,
+        "closed sockets uncounted"
+    );
+    assert!(
+        metrics_show(&w, &format!("{h2} 0")).await,
+        "closed h2 uncounted"
+    );
+}
+
 #[tokio::test]
 async fn status_has_the_spec_shape() {
     let w = start().await;

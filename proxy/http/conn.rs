@@ -6,8 +6,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -32,9 +32,13 @@ pub struct ConnInfo {
     pub state: ConnState,
     /// `Alt-Svc` for every response on a TCP TLS listener with `http3 = true`.
     pub alt_svc: Option<http::HeaderValue>,
-    /// `weir_open_connections` for this connection's protocol, counted at
-    /// its first request (h1 and h2 are told apart by the preface).
-    open: OnceLock<Gauge>,
+    /// `weir_open_connections` for this connection's protocol: counted from
+    /// the start (HTTP/1.1 unless ALPN said h2), moved to h2 at the first
+    /// request when the preface said otherwise.
+    open: Mutex<Option<Gauge>>,
+    /// Which protocol `open` counts (`Protocol` code), read per request
+    /// without the lock.
+    open_as: AtomicU8,
     /// The peer's IP as a header value, made at the first proxied request.
     peer_ip: OnceLock<http::HeaderValue>,
 }
@@ -52,7 +56,8 @@ impl ConnInfo {
             tls,
             state: ConnState::new(),
             alt_svc,
-            open: OnceLock::new(),
+            open: Mutex::new(None),
+            open_as: AtomicU8::new(0),
             peer_ip: OnceLock::new(),
         }
     }
@@ -65,19 +70,32 @@ impl ConnInfo {
         })
     }
 
+    /// Counts this connection in `weir_open_connections` as `protocol`
+    /// (`h1`, `h2`, `h3`), moving it from the protocol it was counted as.
     pub fn count_open(&self, protocol: &'static str, app: &App) {
-        if self.open.get().is_none() {
-            let gauge = app.metrics.connections(&self.listener, protocol);
-            if self.open.set(gauge.clone()).is_ok() {
-                gauge.inc();
-            }
+        let code = match protocol {
+            "h1" => 1,
+            "h2" => 2,
+            _ => 3,
+        };
+        if self.open_as.load(Ordering::Relaxed) == code {
+            return;
         }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(before) = open.take() {
+            before.dec();
+        }
+        let gauge = app.metrics.connections(&self.listener, protocol);
+        gauge.inc();
+        *open = Some(gauge);
+        self.open_as.store(code, Ordering::Relaxed);
     }
 }
 
 impl Drop for ConnInfo {
     fn drop(&mut self) {
-        if let Some(gauge) = self.open.get() {
+        let open = self.open.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(gauge) = open.take() {
             gauge.dec();
         }
     }
@@ -256,6 +274,8 @@ async fn serve_io<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     info.state.h2.store(alpn == Alpn::H2, Ordering::Relaxed);
+    // Counted from here, so sockets that never send a request show too.
+    info.count_open(if alpn == Alpn::H2 { "h2" } else { "h1" }, &app);
     let io = TokioIo::new(ActivityIo {
         inner: io,
         info: info.clone(),
