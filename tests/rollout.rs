@@ -347,13 +347,12 @@ async fn a_green_answering_ten_percent_500s_is_rolled_back() {
             "steps = [50, 100]\nstep_every = \"1h\"\nmax_error_rate = 0.05\nmin_requests = 20",
         ))
         .await;
-    // 100 requests: green gets 50, five of them 500.
+    // 100 requests: green gets 50, five of them 500, unless the ticker
+    // (every 250 ms) already rolled back once green had its 20 requests
+    // and two 500s (a slow machine takes longer for the 100).
     let statuses = hit(w.addr("web"), 100).await;
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 500).count(),
-        5,
-        "{statuses:?}"
-    );
+    let failed = statuses.iter().filter(|s| **s == 500).count();
+    assert!((2..=5).contains(&failed), "{failed} 500s: {statuses:?}");
     let rolled = wait_for_state(w.admin, "rolled_back").await;
     let rate = rolled["verdict"]["error_rate"].as_f64().unwrap_or_default();
     assert!((0.05..=0.15).contains(&rate), "{rolled}");
