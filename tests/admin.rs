@@ -114,14 +114,7 @@ async fn open_connections_count_from_accept_and_follow_the_protocol() {
         "3 silent sockets"
     );
     // An h2c prior-knowledge connection moves from h1 to h2 at its first request.
-    let stream = tokio::net::TcpStream::connect(w.addr("web")).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = support::h2c(w.addr("web")).await;
     let reply = sender.send_request(request("GET", "/", &[])).await.unwrap();
     assert_eq!(reply.status(), 200);
     let h2 = r#"weir_open_connections{listener="web",protocol="h2"}"#;

@@ -137,19 +137,11 @@ async fn partial_head_gets_408_at_header_read_timeout() {
 async fn partial_second_head_on_a_kept_connection_gets_408() {
     let w = start("header_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
     let mut stream = TcpStream::connect(w.addr("web")).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let mut first = [0u8; 512];
-    let n = tokio::time::timeout(
-        support::STEP,
-        tokio::io::AsyncReadExt::read(&mut stream, &mut first),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        support::first_answer(&mut stream)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     // Idle for longer than the head deadline: idleness is idle_timeout's
     // business, so the connection is still there for the next request...
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -211,14 +203,7 @@ async fn idle_keep_alive_connection_is_closed() {
 #[tokio::test]
 async fn idle_h2_connection_is_closed() {
     let w = start("idle_timeout = \"1s\"").await;
-    let stream = TcpStream::connect(w.addr("web")).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = support::h2c(w.addr("web")).await;
     let reply = sender
         .send_request(support::request("GET", "/", &[]))
         .await
@@ -241,14 +226,7 @@ async fn h2_connection_whose_only_request_was_cancelled_still_idles_out() {
             slow.endpoint()
         )))
         .await;
-    let stream = TcpStream::connect(w.addr("web")).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = support::h2c(w.addr("web")).await;
     let pending = sender.send_request(support::request("GET", "/api/wait", &[]));
     // The client gives up on the answer: its stream is reset while weir
     // still waits on the upstream.
@@ -265,19 +243,11 @@ async fn h2_connection_whose_only_request_was_cancelled_still_idles_out() {
 async fn max_connections_holds_extra_connections_back() {
     let w = start("max_connections = 1").await;
     let mut first = TcpStream::connect(w.addr("web")).await.unwrap();
-    first
-        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 512];
-    let n = tokio::time::timeout(
-        support::STEP,
-        tokio::io::AsyncReadExt::read(&mut first, &mut buf),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        support::first_answer(&mut first)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     // The second connection is not served while the first holds the only slot.
     let second = tokio::spawn({
         let addr = w.addr("web");

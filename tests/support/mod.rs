@@ -240,6 +240,36 @@ async fn collect(response: Response<hyper::body::Incoming>) -> Reply {
 
 /// Writes `bytes` on a raw connection and reads until the server closes it
 /// (or `wait` passes). Returns what was read and whether it was closed.
+/// An h2c (prior knowledge) connection to `addr`: its sender, and the
+/// task driving it, which ends when the connection closes.
+pub async fn h2c(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2c handshake");
+    (sender, tokio::spawn(conn))
+}
+
+/// Sends `GET /` on `stream` and returns the start of the answer (one read).
+pub async fn first_answer(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(STEP, stream.read(&mut buf))
+        .await
+        .expect("answer within STEP")
+        .expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(bytes).await.expect("write");
