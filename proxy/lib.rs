@@ -13,13 +13,17 @@
 //!    QUIC has its own config (`tls::quic`: TLS 1.3, ALPN `h3`) that asks
 //!    the current snapshot's resolver, so reloaded certificates apply.
 //! 3. **HTTP** (`http::conn`): HTTP/1.1 or HTTP/2 as ALPN agreed (on plain
-//!    TCP the preface decides, so h2c prior knowledge works), with the head
-//!    deadline, the head size limit (431), the idle timeout and the drain.
+//!    TCP the preface decides, so h2c prior knowledge works). HTTP/1.1 is
+//!    weir's own (`http::h1`): head parsing that refuses ambiguous framing
+//!    (400), the head size limit (431), the head deadline (408), chunked
+//!    and sized bodies read only as fast as they are used, keep-alive,
+//!    `100 Continue`, upgrades, and no buffer held while idle. HTTP/2 is
+//!    hyper's, with the idle timeout and the drain from `http::conn`.
 //!    HTTP/3 (`http::h3`): each request stream becomes a `Request` whose
 //!    body streams from QUIC (`http::h3::body`), and the response is
 //!    written back frame by frame; GOAWAY on drain.
 //! 4. **Service** (`http::service`): generic over the request body, so
-//!    h1/h2 keep hyper's body unboxed and h3 brings its own. Loads the
+//!    h1, h2 (hyper's) and h3 each keep their own body type unboxed. Loads the
 //!    current `Snapshot` once (the request uses that one value to its end),
 //!    takes or makes `X-Request-Id`, refuses oversized bodies (413), answers
 //!    `redirect_https` listeners with a 308 (`listener::redirect`), applies

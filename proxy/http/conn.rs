@@ -1,26 +1,24 @@
-//! One client connection: HTTP/1.1 or HTTP/2 (chosen by the preface, so h2c
-//! prior knowledge works on plain TCP) through hyper-util, with the head
-//! deadline (408 for a partial head), head size limit, idle timeout and
-//! graceful drain.
+//! One client connection: TLS if its listener has it, then HTTP/1.1 (weir's
+//! own, `http::h1`) or HTTP/2 (hyper), chosen by ALPN or, on plain TCP, by
+//! the preface, so h2c prior knowledge works. HTTP/2 connections get their
+//! idle timeout and graceful drain here.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::app::App;
 use crate::drain::Drain;
-use crate::http::error::Reject;
 use crate::snapshot::Limits;
 
 /// What a request needs to know about the connection it came on.
@@ -128,27 +126,13 @@ impl Drop for InFlight {
     }
 }
 
-/// `ConnState::head_since` while no request head is pending.
-const NO_HEAD: u64 = u64::MAX;
-
-/// Live counters of one connection, read by the idle and head watchdog.
+/// Live counters of one connection, read by the HTTP/2 idle watchdog.
 #[derive(Debug)]
 pub struct ConnState {
     opened: Instant,
     /// Milliseconds after `opened` of the last byte read or written.
     last_activity: AtomicU64,
     in_flight: AtomicUsize,
-    /// Milliseconds after `opened` when the pending request head began:
-    /// the connection's start for its first request, else the first byte
-    /// of the next head; `NO_HEAD` from a request's start to that byte.
-    head_since: AtomicU64,
-    /// Bytes of the pending head have arrived.
-    head_bytes: AtomicBool,
-    /// HTTP/2 (by ALPN or preface): its streams have no head deadline here.
-    h2: AtomicBool,
-    /// The head deadline passed with part of a head read: the next read
-    /// answers 408 and ends the connection.
-    head_timed_out: AtomicBool,
 }
 
 impl ConnState {
@@ -157,44 +141,17 @@ impl ConnState {
             opened: Instant::now(),
             last_activity: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            head_since: AtomicU64::new(0),
-            head_bytes: AtomicBool::new(false),
-            h2: AtomicBool::new(false),
-            head_timed_out: AtomicBool::new(false),
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        self.opened.elapsed().as_millis() as u64
+    /// When the connection was accepted (before any TLS handshake).
+    pub fn opened(&self) -> Instant {
+        self.opened
     }
 
     fn touch(&self) {
-        self.last_activity.store(self.now_ms(), Ordering::Relaxed);
-    }
-
-    /// Bytes came in: between requests, they begin the next head.
-    fn received(&self) {
-        let now = self.now_ms();
+        let now = self.opened.elapsed().as_millis() as u64;
         self.last_activity.store(now, Ordering::Relaxed);
-        if self.in_flight.load(Ordering::Relaxed) == 0 {
-            self.head_bytes.store(true, Ordering::Relaxed);
-            if self.head_since.load(Ordering::Relaxed) == NO_HEAD {
-                self.head_since.store(now, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Whether the pending HTTP/1 head has outlived `limit`, and if so
-    /// whether any of it arrived.
-    fn head_overdue(&self, limit: Duration) -> Option<bool> {
-        if self.h2.load(Ordering::Relaxed) || self.in_flight.load(Ordering::Relaxed) > 0 {
-            return None;
-        }
-        let since = self.head_since.load(Ordering::Relaxed);
-        if since == NO_HEAD || self.now_ms().saturating_sub(since) < limit.as_millis() as u64 {
-            return None;
-        }
-        Some(self.head_bytes.load(Ordering::Relaxed))
     }
 
     fn idle_for(&self) -> Duration {
@@ -204,8 +161,6 @@ impl ConnState {
 
     fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.head_since.store(NO_HEAD, Ordering::Relaxed);
-        self.head_bytes.store(false, Ordering::Relaxed);
     }
 
     fn request_finished(&self) {
@@ -273,13 +228,28 @@ async fn serve_io<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    info.state.h2.store(alpn == Alpn::H2, Ordering::Relaxed);
     // Counted from here, so sockets that never send a request show too.
     info.count_open(if alpn == Alpn::H2 { "h2" } else { "h1" }, &app);
+    if alpn == Alpn::H2 {
+        serve_h2(io, &info, app, &limits, &drain).await;
+    } else {
+        let h2c = alpn == Alpn::Any;
+        let serve = super::h1::serve(io, h2c, &info, &app, &limits, &drain);
+        if let Some(h2) = Box::pin(serve).await {
+            let io = super::h1::upgrade::Rewind::new(h2.io, h2.read);
+            serve_h2(io, &info, app, &limits, &drain).await;
+        }
+    }
+    drop(drain);
+}
+
+async fn serve_h2<I>(io: I, info: &Arc<ConnInfo>, app: Arc<App>, limits: &Limits, drain: &Drain)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(ActivityIo {
         inner: io,
         info: info.clone(),
-        first_read: true,
     });
     let service_info = info.clone();
     let service = service_fn(move |req| {
@@ -290,43 +260,11 @@ async fn serve_io<I>(
         Box::pin(async move { Ok::<_, Infallible>(super::service::handle(req, info, &app).await) })
     });
     let max_header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
-    match alpn {
-        Alpn::Any => {
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            // The head deadline is weir's (see `drive`): hyper's would close
-            // without the 408 SPEC asks for.
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(None)
-                .max_buf_size(limits.max_header_bytes);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_header_list_size(max_header_list);
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            drive(conn, |c| c.graceful_shutdown(), &info, &limits, &drain).await;
-        }
-        // hyper-util's auto builder reads the preface whatever ALPN said,
-        // so a negotiated protocol gets its own builder.
-        Alpn::Http1 => {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(None)
-                .max_buf_size(limits.max_header_bytes)
-                .serve_connection(io, service)
-                .with_upgrades();
-            drive(conn, |c| c.graceful_shutdown(), &info, &limits, &drain).await;
-        }
-        Alpn::H2 => {
-            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_header_list_size(max_header_list)
-                .serve_connection(io, service);
-            drive(conn, |c| c.graceful_shutdown(), &info, &limits, &drain).await;
-        }
-    }
-    drop(drain);
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(max_header_list)
+        .serve_connection(io, service);
+    drive(conn, |c| c.graceful_shutdown(), info, limits, drain).await;
 }
 
 /// Serves `conn` until it ends, starting a graceful close on drain or when
@@ -347,8 +285,8 @@ async fn drive<C, E>(
     if closing {
         shut(conn.as_mut());
     }
-    let check_every = (limits.idle_timeout.min(limits.header_read_timeout) / 4)
-        .clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let check_every =
+        (limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut watchdog = tokio::time::interval(check_every);
     loop {
         tokio::select! {
@@ -363,24 +301,6 @@ async fn drive<C, E>(
                 shut(conn.as_mut());
             }
             _ = watchdog.tick(), if !closing => {
-                match info.state.head_overdue(limits.header_read_timeout) {
-                    // Part of a head came and the rest did not: the next
-                    // read (the loop polls the connection again at once)
-                    // answers 408 and ends the connection.
-                    Some(true) => {
-                        closing = true;
-                        info.state.head_timed_out.store(true, Ordering::Relaxed);
-                        tracing::debug!(peer = %info.peer, "request head not complete within header_read_timeout");
-                        continue;
-                    }
-                    // A connection that never sent a byte.
-                    Some(false) => {
-                        closing = true;
-                        shut(conn.as_mut());
-                        continue;
-                    }
-                    None => {}
-                }
                 let idle = info.state.in_flight.load(Ordering::Relaxed) == 0
                     && info.state.idle_for() >= limits.idle_timeout;
                 if idle {
@@ -392,16 +312,11 @@ async fn drive<C, E>(
     }
 }
 
-/// Marks the connection active on every byte moved, tells HTTP/2 by its
-/// preface, and answers 408 in place of a head that ran out of time.
+/// Marks the connection active on every byte moved.
 struct ActivityIo<I> {
     inner: I,
     info: Arc<ConnInfo>,
-    first_read: bool,
 }
-
-/// What an HTTP/2 connection starts with (RFC 9113 3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for ActivityIo<I> {
     fn poll_read(
@@ -409,44 +324,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for ActivityIo<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if self.info.state.head_timed_out.load(Ordering::Relaxed) {
-            return self.answer_head_timeout(cx);
-        }
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = &buf.filled()[before..];
-        if !read.is_empty() {
-            if self.first_read {
-                self.first_read = false;
-                let n = read.len().min(H2_PREFACE.len());
-                if read[..n] == H2_PREFACE[..n] {
-                    self.info.state.h2.store(true, Ordering::Relaxed);
-                }
-            }
-            self.info.state.received();
+        if buf.filled().len() > before {
+            self.info.state.touch();
         }
         result
-    }
-}
-
-impl<I: AsyncWrite + Unpin> ActivityIo<I> {
-    /// Writes a 408 as far as the socket takes it at once (nothing was
-    /// sent on this connection since the last response), then reads as
-    /// end of stream, so hyper ends the connection.
-    fn answer_head_timeout(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.info
-            .state
-            .head_timed_out
-            .store(false, Ordering::Relaxed);
-        let answer = Reject::HeadTimeout.http1_bytes();
-        let mut inner = Pin::new(&mut self.inner);
-        if let Poll::Ready(Ok(n)) = inner.as_mut().poll_write(cx, &answer)
-            && n == answer.len()
-        {
-            let _ = inner.as_mut().poll_flush(cx);
-            let _ = inner.poll_shutdown(cx);
-        }
-        Poll::Ready(Ok(()))
     }
 }
 

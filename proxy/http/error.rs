@@ -37,6 +37,8 @@ pub enum Reject {
     RateLimited(u64),
     /// A request head was not complete within `header_read_timeout`.
     HeadTimeout,
+    /// A request head over `max_header_bytes` (or too many fields).
+    HeadTooLarge,
 }
 
 impl Reject {
@@ -54,6 +56,7 @@ impl Reject {
             Reject::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reject::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Reject::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
+            Reject::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -75,6 +78,7 @@ impl Reject {
             Reject::UpstreamTimeout => "upstream-timeout",
             Reject::RateLimited(_) => "rate-limited",
             Reject::HeadTimeout => "header-timeout",
+            Reject::HeadTooLarge => "header-too-large",
         }
     }
 
@@ -119,19 +123,22 @@ impl Reject {
         response
     }
 
-    /// The refusal as HTTP/1.1 bytes, for the rare answer written to the
-    /// socket directly (no request was parsed, so hyper has none to send);
-    /// it always closes the connection.
+    /// The refusal as HTTP/1.1 bytes, for an answer written before a
+    /// request could be parsed; it always closes the connection.
     pub fn http1_bytes(self) -> Vec<u8> {
         let status = self.status();
         let text = self.text();
-        format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nweir-error: {}\r\nconnection: close\r\n\r\n{text}",
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nweir-error: {}\r\nconnection: close\r\ndate: ",
             status.as_u16(),
             status.canonical_reason().unwrap_or("Error"),
             text.len(),
             self.reason(),
         )
-        .into_bytes()
+        .into_bytes();
+        super::h1::encode::date(&mut out);
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(text.as_bytes());
+        out
     }
 }

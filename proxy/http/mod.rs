@@ -7,6 +7,7 @@ pub mod body;
 pub mod compression;
 pub mod conn;
 pub mod error;
+pub mod h1;
 pub mod h3;
 pub mod observe;
 pub mod rate_limit;

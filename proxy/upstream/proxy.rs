@@ -19,6 +19,7 @@ use crate::http::body::{self, Body, BoxError, RequestBody};
 use crate::http::compression::{self, Coding};
 use crate::http::conn::ConnInfo;
 use crate::http::error::Reject;
+use crate::http::h1::upgrade::ClientUpgrade;
 use crate::router::{self, Route};
 
 /// Default whole-request timeout when a route sets none.
@@ -68,8 +69,11 @@ pub async fn proxy<B: RequestBody>(
     compression: &Compression,
 ) -> (Response<Body>, Option<Upstream>) {
     service.budget.deposit();
-    let upgrade = req.version() == Version::HTTP_11 && forward::is_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // An HTTP/1.1 connection that can be handed over carries its handle.
+    let client_upgrade = req.extensions_mut().remove::<ClientUpgrade>();
+    let upgrade = client_upgrade.is_some()
+        && req.version() == Version::HTTP_11
+        && forward::is_upgrade(req.headers());
     let (mut parts, incoming) = req.into_parts();
     let accept_encoding: Vec<HeaderValue> = parts
         .headers
@@ -327,7 +331,7 @@ fn respond(
     mut response: Response<Body>,
     region: Arc<str>,
     endpoint: SocketAddr,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
     accept_encoding: &[HeaderValue],
     compression: &Compression,
 ) -> (Response<Body>, Option<Upstream>) {

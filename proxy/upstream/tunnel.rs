@@ -5,16 +5,21 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-pub fn spawn(client: OnUpgrade, upstream: OnUpgrade) {
+use crate::http::h1::upgrade::ClientUpgrade;
+
+pub fn spawn(client: ClientUpgrade, upstream: OnUpgrade) {
     tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(both) => both,
-            Err(e) => {
+        let (mut client, upstream) = match tokio::join!(client.connection(), upstream) {
+            (Ok(client), Ok(upstream)) => (client, upstream),
+            (Err(e), _) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+            (_, Err(e)) => {
                 tracing::debug!(error = %e, "upgrade did not complete");
                 return;
             }
         };
-        let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             tracing::debug!(error = %e, "upgraded connection ended with an error");

@@ -1,0 +1,387 @@
+//! Writing responses: how the body is framed, the head's bytes, and the
+//! queue of bytes on their way to the socket (small pieces copied into one
+//! buffer, a large one written beside it without a copy).
+
+use std::cell::RefCell;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{StatusCode, Version};
+use http_body::SizeHint;
+use tokio::io::AsyncWrite;
+
+/// Data up to this size is copied into the write buffer; larger pieces are
+/// written from where they are.
+const COPY_UP_TO: usize = 8 * 1024;
+/// Buffered bytes at which the writer sends before taking more.
+pub const SEND_AT: usize = 16 * 1024;
+
+/// How the response body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body bytes at all (HEAD, 1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (an HTTP/1.0 client, unknown length).
+    Close,
+}
+
+/// What the request said that shapes its response.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked {
+    pub head: bool,
+    pub version: Version,
+    /// The client and weir both let the connection be reused.
+    pub keep_alive: bool,
+}
+
+/// The framing chosen for a response, and whether the connection stays
+/// open after it. Adjusts `headers` to match: framing headers are weir's.
+pub fn plan(
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    hint: &SizeHint,
+    asked: Asked,
+) -> (BodyFraming, bool) {
+    let mut keep_alive = asked.keep_alive
+        && !headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, b"close"));
+    headers.remove(header::TRANSFER_ENCODING);
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        // The connection leaves HTTP/1 (or, unasked for, closes).
+        return (BodyFraming::None, false);
+    }
+    headers.remove(header::CONNECTION);
+    headers.remove("keep-alive");
+    let framing = if status.is_informational() || status == StatusCode::NO_CONTENT {
+        headers.remove(header::CONTENT_LENGTH);
+        BodyFraming::None
+    } else if asked.head || status == StatusCode::NOT_MODIFIED {
+        BodyFraming::None
+    } else if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        BodyFraming::Length(length)
+    } else if let Some(length) = hint.exact() {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        BodyFraming::Length(length)
+    } else if asked.version == Version::HTTP_11 {
+        BodyFraming::Chunked
+    } else {
+        keep_alive = false;
+        BodyFraming::Close
+    };
+    (framing, keep_alive)
+}
+
+/// Appends the status line and header fields (with `date`, `connection`
+/// and `transfer-encoding` as `plan` decided).
+pub fn head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: BodyFraming,
+    keep_alive: bool,
+    asked: Asked,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == BodyFraming::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        if !keep_alive {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if asked.version == Version::HTTP_10 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// The current time as an HTTP date, formatted once a second per thread.
+pub fn date(out: &mut Vec<u8>) {
+    thread_local! {
+        static CACHED: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [b' '; 29])) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != second {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                cached.1.copy_from_slice(text.as_bytes());
+                cached.0 = second;
+            }
+        }
+        out.extend_from_slice(&cached.1);
+    });
+}
+
+/// Bytes queued for the socket, in order: `buf[pos..]`, `big`, `tail`.
+#[derive(Debug, Default)]
+pub struct Out {
+    pub buf: Vec<u8>,
+    pos: usize,
+    big: Bytes,
+    tail: &'static [u8],
+}
+
+impl Out {
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len() && self.big.is_empty() && self.tail.is_empty()
+    }
+
+    /// Whether it should be sent before more is queued.
+    pub fn is_full(&self) -> bool {
+        !self.big.is_empty() || self.buf.len() - self.pos >= SEND_AT
+    }
+
+    /// Queues body data, framed as `framing` says. Call only when not
+    /// `is_full`.
+    pub fn data(&mut self, data: Bytes, framing: BodyFraming) {
+        let chunked = framing == BodyFraming::Chunked;
+        if chunked {
+            chunk_size(&mut self.buf, data.len());
+        }
+        if data.len() <= COPY_UP_TO {
+            self.buf.extend_from_slice(&data);
+            if chunked {
+                self.buf.extend_from_slice(b"\r\n");
+            }
+        } else {
+            self.big = data;
+            self.tail = if chunked { b"\r\n" } else { b"" };
+        }
+    }
+
+    /// Frees the buffer between requests, so an idle connection holds none.
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
+    /// Writes everything queued.
+    pub fn poll_send<I: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut I,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            let buffered = &self.buf[self.pos..];
+            let parts = [buffered, &self.big[..], self.tail];
+            let written = if io.is_write_vectored() {
+                let slices = parts.map(IoSlice::new);
+                let count = parts.iter().filter(|p| !p.is_empty()).count();
+                if count == 0 {
+                    break;
+                }
+                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?
+            } else {
+                let Some(first) = parts.into_iter().find(|p| !p.is_empty()) else {
+                    break;
+                };
+                ready!(Pin::new(&mut *io).poll_write(cx, first))?
+            };
+            if written == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.advance(written);
+        }
+        self.buf.clear();
+        self.pos = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        let buffered = (self.buf.len() - self.pos).min(n);
+        self.pos += buffered;
+        n -= buffered;
+        let big = self.big.len().min(n);
+        self.big.advance(big);
+        n -= big;
+        self.tail = &self.tail[n.min(self.tail.len())..];
+    }
+}
+
+/// `{len:X}\r\n` without the formatting machinery.
+fn chunk_size(out: &mut Vec<u8>, len: usize) {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut n = len;
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789ABCDEF"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(version: Version, head: bool) -> Asked {
+        Asked {
+            head,
+            version,
+            keep_alive: true,
+        }
+    }
+
+    #[test]
+    fn framing_follows_status_method_length_and_version() {
+        let unknown = SizeHint::default();
+        let cases = [
+            (
+                200,
+                false,
+                Version::HTTP_11,
+                None,
+                &unknown,
+                BodyFraming::Chunked,
+                true,
+            ),
+            (
+                200,
+                false,
+                Version::HTTP_10,
+                None,
+                &unknown,
+                BodyFraming::Close,
+                false,
+            ),
+            (
+                200,
+                false,
+                Version::HTTP_11,
+                Some("12"),
+                &unknown,
+                BodyFraming::Length(12),
+                true,
+            ),
+            (
+                200,
+                true,
+                Version::HTTP_11,
+                Some("12"),
+                &unknown,
+                BodyFraming::None,
+                true,
+            ),
+            (
+                204,
+                false,
+                Version::HTTP_11,
+                Some("0"),
+                &unknown,
+                BodyFraming::None,
+                true,
+            ),
+            (
+                304,
+                false,
+                Version::HTTP_11,
+                None,
+                &unknown,
+                BodyFraming::None,
+                true,
+            ),
+        ];
+        for (status, head, version, length, hint, want, keep) in cases {
+            let mut headers = HeaderMap::new();
+            if let Some(length) = length {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static(length));
+            }
+            let status = StatusCode::from_u16(status).unwrap();
+            let got = plan(status, &mut headers, hint, asked(version, head));
+            assert_eq!(got, (want, keep), "{status} head={head} {version:?}");
+        }
+        let mut headers = HeaderMap::new();
+        let exact = SizeHint::with_exact(5);
+        let got = plan(
+            StatusCode::OK,
+            &mut headers,
+            &exact,
+            asked(Version::HTTP_11, false),
+        );
+        assert_eq!(got, (BodyFraming::Length(5), true));
+        assert_eq!(headers[header::CONTENT_LENGTH], "5");
+        let mut closing = HeaderMap::new();
+        closing.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let got = plan(
+            StatusCode::OK,
+            &mut closing,
+            &exact,
+            asked(Version::HTTP_11, false),
+        );
+        assert!(!got.1);
+    }
+
+    #[test]
+    fn head_bytes() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        headers.insert(header::DATE, HeaderValue::from_static("x"));
+        let mut out = Vec::new();
+        let asked = asked(Version::HTTP_10, false);
+        head(
+            &mut out,
+            StatusCode::OK,
+            &headers,
+            BodyFraming::Length(2),
+            true,
+            asked,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ndate: x\r\nconnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex() {
+        for (len, want) in [(0, "0\r\n"), (10, "A\r\n"), (0x1234f, "1234F\r\n")] {
+            let mut out = Vec::new();
+            chunk_size(&mut out, len);
+            assert_eq!(out, want.as_bytes());
+        }
+    }
+}

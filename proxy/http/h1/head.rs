@@ -1,0 +1,323 @@
+//! A request head: the request line and header fields (httparse), then how
+//! its body is framed. Anything that could be read two ways is refused
+//! (RFC 9112 6.3): Content-Length beside Transfer-Encoding, differing or
+//! malformed lengths, a Transfer-Encoding other than `chunked`, more than
+//! one Host.
+
+use bytes::BytesMut;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Uri, Version};
+
+/// Header fields a head may carry; more is 431, as for a head too large.
+pub const MAX_HEADERS: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// Over `max_header_bytes`, or over `MAX_HEADERS` fields.
+    #[error("request head over the limit")]
+    TooLarge,
+    #[error("malformed request head: {0}")]
+    Malformed(&'static str),
+}
+
+/// How the request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (no Content-Length, no Transfer-Encoding, or a length of 0).
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed head: the request (its body still to come) and what the
+/// connection needs to know about it.
+#[derive(Debug)]
+pub struct Head {
+    pub request: Request<()>,
+    pub framing: Framing,
+    /// The client lets the connection be reused after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`: the client waits for a go-ahead.
+    pub expect_continue: bool,
+    /// An HTTP/1.1 `Upgrade` request (`Connection: upgrade` and `Upgrade`).
+    pub upgrade: bool,
+}
+
+/// Parses a complete head off the front of `buf`, leaving what follows it.
+/// `Ok(None)`: not complete yet (and still within `max_bytes`).
+pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut fields);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => return Err(HeadError::Malformed("HTTP version")),
+        Err(_) => return Err(HeadError::Malformed("request line or header field")),
+    };
+    if len > max_bytes {
+        return Err(HeadError::TooLarge);
+    }
+    let version = match request.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let method = Method::from_bytes(request.method.unwrap_or("").as_bytes())
+        .map_err(|_| HeadError::Malformed("method"))?;
+    // Where each piece lies in `buf`, so they can be shared out of it.
+    let start = buf.as_ptr() as usize;
+    let at = |piece: &[u8]| (piece.as_ptr() as usize - start, piece.len());
+    let target = at(request.path.unwrap_or("").as_bytes());
+    let count = request.headers.len();
+    let mut spans = [((0usize, 0usize), (0usize, 0usize)); MAX_HEADERS];
+    for (span, field) in spans.iter_mut().zip(request.headers.iter()) {
+        *span = (at(field.name.as_bytes()), at(field.value));
+    }
+    let bytes = buf.split_to(len).freeze();
+    let slice = |(offset, len): (usize, usize)| bytes.slice(offset..offset + len);
+
+    let uri = Uri::from_maybe_shared(slice(target)).map_err(|_| HeadError::Malformed("target"))?;
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut facts = Facts::default();
+    for &(name, value) in &spans[..count] {
+        let name = HeaderName::from_bytes(&bytes[name.0..name.0 + name.1])
+            .map_err(|_| HeadError::Malformed("header name"))?;
+        let value = HeaderValue::from_maybe_shared(slice(value))
+            .map_err(|_| HeadError::Malformed("header value"))?;
+        facts.note(&name, &value)?;
+        headers.append(name, value);
+    }
+    let framing = facts.framing(version)?;
+    let keep_alive = match version {
+        Version::HTTP_10 => facts.keep_alive && !facts.close,
+        _ => !facts.close,
+    };
+    let upgrade =
+        version == Version::HTTP_11 && facts.upgrade && headers.contains_key(header::UPGRADE);
+    let mut head = Request::new(());
+    *head.method_mut() = method;
+    *head.uri_mut() = uri;
+    *head.version_mut() = version;
+    *head.headers_mut() = headers;
+    Ok(Some(Head {
+        request: head,
+        framing,
+        keep_alive,
+        expect_continue: version == Version::HTTP_11 && facts.expect_continue,
+        upgrade,
+    }))
+}
+
+/// What the header fields say about framing and the connection.
+#[derive(Debug, Default)]
+struct Facts {
+    length: Option<u64>,
+    chunked: bool,
+    transfer_encoding: bool,
+    hosts: u8,
+    close: bool,
+    keep_alive: bool,
+    upgrade: bool,
+    expect_continue: bool,
+}
+
+impl Facts {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), HeadError> {
+        if name == header::CONTENT_LENGTH {
+            let length = parse_length(value.as_bytes())?;
+            if self.length.is_some_and(|seen| seen != length) {
+                return Err(HeadError::Malformed("differing Content-Length"));
+            }
+            self.length = Some(length);
+        } else if name == header::TRANSFER_ENCODING {
+            // Exactly one coding, `chunked`, once: weir decodes no other,
+            // and anything else could be framed differently upstream.
+            if self.transfer_encoding || !trimmed(value.as_bytes()).eq_ignore_ascii_case(b"chunked")
+            {
+                return Err(HeadError::Malformed("Transfer-Encoding other than chunked"));
+            }
+            self.transfer_encoding = true;
+            self.chunked = true;
+        } else if name == header::HOST {
+            self.hosts += 1;
+            if self.hosts > 1 {
+                return Err(HeadError::Malformed("more than one Host"));
+            }
+        } else if name == header::CONNECTION {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = trimmed(token);
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    self.upgrade = true;
+                }
+            }
+        } else if name == header::EXPECT {
+            self.expect_continue = trimmed(value.as_bytes()).eq_ignore_ascii_case(b"100-continue");
+        }
+        Ok(())
+    }
+
+    fn framing(&self, version: Version) -> Result<Framing, HeadError> {
+        if self.transfer_encoding {
+            if self.length.is_some() {
+                return Err(HeadError::Malformed(
+                    "Content-Length with Transfer-Encoding",
+                ));
+            }
+            if version == Version::HTTP_10 {
+                return Err(HeadError::Malformed("Transfer-Encoding in HTTP/1.0"));
+            }
+        }
+        Ok(match self.length {
+            _ if self.chunked => Framing::Chunked,
+            Some(0) | None => Framing::Empty,
+            Some(length) => Framing::Length(length),
+        })
+    }
+}
+
+/// `1*DIGIT` and nothing else (no sign, no list), within `u64`.
+fn parse_length(value: &[u8]) -> Result<u64, HeadError> {
+    let digits = trimmed(value);
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(HeadError::Malformed("Content-Length"));
+    }
+    Ok(digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+fn trimmed(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !matches!(b, b' ' | b'\t'));
+    let end = bytes.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
+    match (start, end) {
+        (Some(start), Some(end)) => &bytes[start..=end],
+        _ => &[],
+    }
+}
+
+/// The head's bytes, for tests.
+#[cfg(test)]
+fn parse_str(raw: &str) -> Result<Option<Head>, HeadError> {
+    let mut buf = BytesMut::from(raw.as_bytes());
+    parse(&mut buf, 8192)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framing(raw: &str) -> Result<Framing, HeadError> {
+        parse_str(raw).map(|head| head.expect("complete head").framing)
+    }
+
+    #[test]
+    fn framing_table() {
+        let ok = [
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", Framing::Empty),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                Framing::Empty,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n",
+                Framing::Length(12),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                Framing::Length(5),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n",
+                Framing::Chunked,
+            ),
+        ];
+        for (raw, want) in ok {
+            assert_eq!(framing(raw), Ok(want), "{raw:?}");
+        }
+        let refused = [
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 0, 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nX-Folded: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n",
+            "GET / HTTP/9.9\r\n\r\n",
+            "GARBAGE\r\n\r\n",
+        ];
+        for raw in refused {
+            assert!(
+                matches!(parse_str(raw), Err(HeadError::Malformed(_))),
+                "{raw:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn partial_and_oversized_heads() {
+        assert!(matches!(
+            parse_str("GET / HTTP/1.1\r\nHost: a\r\n"),
+            Ok(None)
+        ));
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nX-Long: "[..]);
+        buf.extend_from_slice(&[b'a'; 200]);
+        assert_eq!(parse(&mut buf, 100).err(), Some(HeadError::TooLarge));
+        let mut many = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..=MAX_HEADERS {
+            many.push_str(&format!("X-{i}: v\r\n"));
+        }
+        many.push_str("\r\n");
+        let mut buf = BytesMut::from(many.as_bytes());
+        assert_eq!(parse(&mut buf, 1 << 20).err(), Some(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn connection_facts_and_what_follows_the_head_stays() {
+        let mut buf = BytesMut::from(
+            &b"GET /a?b HTTP/1.0\r\nConnection: Keep-Alive\r\nHost: x\r\n\r\nNEXT"[..],
+        );
+        let head = parse(&mut buf, 8192).unwrap().unwrap();
+        assert!(head.keep_alive);
+        assert_eq!(head.request.uri(), "/a?b");
+        assert_eq!(head.request.version(), Version::HTTP_10);
+        assert_eq!(head.request.headers()["host"], "x");
+        assert_eq!(&buf[..], b"NEXT");
+
+        let closing = parse_str("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!closing.keep_alive);
+        let old = parse_str("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!old.keep_alive);
+        let upgrade = parse_str(
+            "GET /ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(upgrade.upgrade && upgrade.keep_alive);
+        let expect =
+            parse_str("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(expect.expect_continue);
+        let absolute = parse_str("GET http://example.com/x HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(absolute.request.uri().host(), Some("example.com"));
+    }
+}

@@ -1,0 +1,577 @@
+//! HTTP/1.1, served by weir itself: read a head (`head`), hand the request
+//! with its body (`body`) to the request path, write the response
+//! (`encode`), and either wait for the next head, close, or hand the
+//! connection over (`upgrade`). An idle connection holds no buffer: reads
+//! between requests go through the stack until bytes arrive.
+//!
+//! The connection owns its deadlines: the head's (`header_read_timeout`,
+//! from accept for the first request, from its first byte for later ones;
+//! 408 when part of a head came), the idle one between requests, and the
+//! drain.
+
+pub mod body;
+pub mod encode;
+pub mod head;
+pub mod upgrade;
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response, StatusCode};
+use http_body::Body as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use self::body::{BodyError, BodySender, Decoded, Decoder, Demand, IncomingBody};
+use self::encode::{Asked, BodyFraming, Out};
+use self::head::{Framing, Head, HeadError};
+use self::upgrade::{ClientUpgrade, Upgraded};
+use super::body::Body;
+use super::conn::ConnInfo;
+use super::error::Reject;
+use crate::app::App;
+use crate::drain::Drain;
+use crate::snapshot::Limits;
+
+/// What an HTTP/2 connection starts with (RFC 9113 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Bytes read at once while waiting for a head.
+const HEAD_READ: usize = 4096;
+/// Bytes read at once while reading a body.
+const BODY_READ: usize = 16 * 1024;
+/// A request body the handler left unread is skipped up to this much to
+/// keep the connection; a longer one closes it.
+const SKIP_UP_TO: u64 = 64 * 1024;
+/// How long a refusal or a closing TLS alert may take to write.
+const LAST_WORDS: Duration = Duration::from_secs(2);
+
+/// The connection is HTTP/2 after all: its stream and what was read of it.
+pub struct SwitchToH2<I> {
+    pub io: I,
+    pub read: Bytes,
+}
+
+/// Serves HTTP/1.1 requests until the connection ends. With `h2c`, a first
+/// read that is the HTTP/2 preface hands the connection back instead.
+pub async fn serve<I>(
+    io: I,
+    h2c: bool,
+    info: &Arc<ConnInfo>,
+    app: &Arc<App>,
+    limits: &Limits,
+    drain: &Drain,
+) -> Option<SwitchToH2<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut conn = Conn {
+        io,
+        buf: BytesMut::new(),
+        out: Out::default(),
+        signal: drain.signal(),
+        draining: drain.is_draining(),
+    };
+    let accepted = Instant::from_std(info.state.opened());
+    let mut first = true;
+    loop {
+        let head = match conn
+            .next_head(first.then_some(accepted), h2c && first, limits)
+            .await
+        {
+            Next::Head(head) => head,
+            Next::Close => break,
+            Next::Refuse(reject) => {
+                conn.refuse(reject).await;
+                break;
+            }
+            Next::H2 => {
+                return Some(SwitchToH2 {
+                    io: conn.io,
+                    read: conn.buf.freeze(),
+                });
+            }
+        };
+        first = false;
+        match conn.exchange(head, info, app, limits).await {
+            Outcome::KeepAlive => {}
+            Outcome::Close => break,
+            Outcome::Upgrade(tx) => {
+                let io: Box<dyn upgrade::Io> = Box::new(conn.io);
+                let _ = tx.send(Upgraded::new(io, conn.buf.freeze()));
+                return None;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(LAST_WORDS, conn.io.shutdown()).await;
+    None
+}
+
+// Returned once per request and never stored: boxing the head would cost
+// an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Head(Head),
+    Close,
+    Refuse(Reject),
+    H2,
+}
+
+enum Outcome {
+    KeepAlive,
+    Close,
+    Upgrade(oneshot::Sender<Upgraded>),
+}
+
+/// How a request body's reading ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyEnd {
+    Complete,
+    /// The reader dropped it before the end.
+    Dropped,
+    /// The framing was broken (400 if nothing was answered yet).
+    Malformed,
+    /// The client closed, or the socket failed.
+    Failed,
+}
+
+struct Conn<I> {
+    io: I,
+    /// Bytes read and not yet used; empty (no allocation) while idle.
+    buf: BytesMut,
+    out: Out,
+    signal: watch::Receiver<bool>,
+    draining: bool,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin + Send> Conn<I> {
+    /// Waits for the next request head. `first` is when the connection was
+    /// accepted, for its first request.
+    async fn next_head(&mut self, first: Option<Instant>, h2c: bool, limits: &Limits) -> Next {
+        if self.draining && self.buf.is_empty() {
+            return Next::Close;
+        }
+        let mut head_since = first.or_else(|| (!self.buf.is_empty()).then(Instant::now));
+        let idle_until = Instant::now() + limits.idle_timeout;
+        let deadline = |since: Option<Instant>| {
+            since.map_or(idle_until, |since| since + limits.header_read_timeout)
+        };
+        let sleep = tokio::time::sleep_until(deadline(head_since));
+        tokio::pin!(sleep);
+        loop {
+            if !self.buf.is_empty() {
+                let preface = self.buf.len().min(H2_PREFACE.len());
+                if h2c && self.buf[..preface] == H2_PREFACE[..preface] {
+                    if preface == H2_PREFACE.len() {
+                        return Next::H2;
+                    }
+                } else {
+                    match head::parse(&mut self.buf, limits.max_header_bytes) {
+                        Ok(Some(head)) => return Next::Head(head),
+                        Ok(None) => {}
+                        Err(HeadError::TooLarge) => return Next::Refuse(Reject::HeadTooLarge),
+                        Err(e @ HeadError::Malformed(_)) => {
+                            tracing::debug!(error = %e, "refused a request head");
+                            return Next::Refuse(Reject::BadRequest);
+                        }
+                    }
+                }
+            }
+            if sleep.deadline() != deadline(head_since) {
+                sleep.as_mut().reset(deadline(head_since));
+            }
+            tokio::select! {
+                biased;
+                read = poll_fn(|cx| fill(&mut self.io, &mut self.buf, cx, HEAD_READ)) => match read {
+                    Ok(0) | Err(_) => return Next::Close,
+                    Ok(_) => {
+                        head_since.get_or_insert_with(Instant::now);
+                    }
+                },
+                () = &mut sleep => {
+                    return if self.buf.is_empty() {
+                        Next::Close
+                    } else {
+                        Next::Refuse(Reject::HeadTimeout)
+                    };
+                }
+                _ = self.signal.changed(), if !self.draining => {
+                    self.draining = true;
+                    if self.buf.is_empty() {
+                        return Next::Close;
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>, size: usize) -> Poll<std::io::Result<usize>> {
+        fill(&mut self.io, &mut self.buf, cx, size)
+    }
+
+    /// Writes a refusal and lets the connection end.
+    async fn refuse(&mut self, reject: Reject) {
+        self.out.buf.extend_from_slice(&reject.http1_bytes());
+        let send = poll_fn(|cx| {
+            ready!(self.out.poll_send(&mut self.io, cx))?;
+            Pin::new(&mut self.io).poll_flush(cx)
+        });
+        let _ = tokio::time::timeout(LAST_WORDS, send).await;
+    }
+
+    /// One request and its response.
+    async fn exchange(
+        &mut self,
+        head: Head,
+        info: &Arc<ConnInfo>,
+        app: &Arc<App>,
+        limits: &Limits,
+    ) -> Outcome {
+        let Head {
+            request,
+            framing,
+            keep_alive,
+            expect_continue,
+            upgrade,
+        } = head;
+        if framing == Framing::Chunked
+            && let Err(e) = Decoder::new(framing).check(&self.buf)
+        {
+            tracing::debug!(error = %e, "request body refused");
+            self.refuse(Reject::BadRequest).await;
+            return Outcome::Close;
+        }
+        let asked = Asked {
+            head: request.method() == http::Method::HEAD,
+            version: request.version(),
+            keep_alive,
+        };
+        let (parts, ()) = request.into_parts();
+        let (body, sender) = match framing {
+            Framing::Empty => (IncomingBody::empty(), None),
+            framing => {
+                let (body, sender) = IncomingBody::channel(framing);
+                (body, Some(sender))
+            }
+        };
+        let mut request = Request::from_parts(parts, body);
+        let handover = upgrade.then(|| {
+            let (tx, upgrade) = ClientUpgrade::pair();
+            request.extensions_mut().insert(upgrade);
+            tx
+        });
+        let handler = Box::pin(super::service::handle(request, info.clone(), app));
+        let mut exchange = Exchange {
+            phase: Phase::Handler(handler),
+            decoder: Decoder::new(framing),
+            sender,
+            body_end: (framing == Framing::Empty).then_some(BodyEnd::Complete),
+            continue_due: expect_continue,
+            asked,
+            keep_alive: false,
+            broken: false,
+            switching: false,
+        };
+        let upgraded = poll_fn(|cx| exchange.poll(self, cx)).await;
+        if exchange.broken {
+            return Outcome::Close;
+        }
+        if upgraded {
+            return match handover {
+                Some(tx) => Outcome::Upgrade(tx),
+                None => Outcome::Close,
+            };
+        }
+        if !exchange.keep_alive || self.draining || *self.signal.borrow() {
+            return Outcome::Close;
+        }
+        match exchange.body_end {
+            Some(BodyEnd::Complete) => {}
+            Some(BodyEnd::Malformed | BodyEnd::Failed) => return Outcome::Close,
+            // Unread: skip a short rest the client is already sending, so
+            // the connection can be reused; close on anything longer (or a
+            // client still waiting for `100 Continue`).
+            None | Some(BodyEnd::Dropped) => {
+                drop(exchange.sender.take());
+                let short = exchange.decoder.remaining().is_none_or(|n| n <= SKIP_UP_TO);
+                if exchange.continue_due || !short {
+                    return Outcome::Close;
+                }
+                let skip = self.skip(&mut exchange.decoder);
+                match tokio::time::timeout(limits.header_read_timeout, skip).await {
+                    Ok(true) => {}
+                    _ => return Outcome::Close,
+                }
+            }
+        }
+        self.out.release();
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+        Outcome::KeepAlive
+    }
+
+    /// Reads and drops the rest of a body; false when it is longer than
+    /// `SKIP_UP_TO` or broken.
+    async fn skip(&mut self, decoder: &mut Decoder) -> bool {
+        let mut skipped = 0u64;
+        loop {
+            match decoder.decode(&mut self.buf) {
+                Ok(Decoded::Data(data)) => {
+                    skipped += data.len() as u64;
+                    if skipped > SKIP_UP_TO {
+                        return false;
+                    }
+                }
+                Ok(Decoded::End) => return true,
+                Ok(Decoded::More) => match poll_fn(|cx| self.poll_fill(cx, BODY_READ)).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(_) => {}
+                },
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Feeds the request body as its reader asks; ready when it has ended
+    /// one way or another.
+    fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        sender: &BodySender,
+        decoder: &mut Decoder,
+        continue_due: &mut bool,
+        answered: bool,
+    ) -> Poll<BodyEnd> {
+        loop {
+            match sender.demand(cx) {
+                Demand::Gone => return Poll::Ready(BodyEnd::Dropped),
+                Demand::Waiting => return Poll::Pending,
+                Demand::Frame => {}
+            }
+            if std::mem::take(continue_due) && !answered {
+                self.out
+                    .buf
+                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            match decoder.decode(&mut self.buf) {
+                Ok(Decoded::Data(data)) => {
+                    let ended = decoder.remaining() == Some(0);
+                    if ended {
+                        *decoder = Decoder::Done;
+                    }
+                    sender.send(Ok(data), ended);
+                    if ended {
+                        return Poll::Ready(BodyEnd::Complete);
+                    }
+                }
+                Ok(Decoded::End) => {
+                    sender.end();
+                    return Poll::Ready(BodyEnd::Complete);
+                }
+                Ok(Decoded::More) => {
+                    // A `100 Continue` goes out before waiting for the body.
+                    if !self.out.is_empty() && !answered {
+                        let _ = self.out.poll_send(&mut self.io, cx);
+                    }
+                    match ready!(self.poll_fill(cx, BODY_READ)) {
+                        Ok(0) => {
+                            sender.send(Err(BodyError::Truncated), true);
+                            return Poll::Ready(BodyEnd::Failed);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            sender.send(Err(BodyError::Io(e.to_string())), true);
+                            return Poll::Ready(BodyEnd::Failed);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "request body refused");
+                    sender.send(Err(e), true);
+                    return Poll::Ready(BodyEnd::Malformed);
+                }
+            }
+        }
+    }
+}
+
+/// Reads more into `buf`. An empty buffer reads through the stack so that
+/// a connection waiting for bytes holds no allocation.
+fn fill<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+    size: usize,
+) -> Poll<std::io::Result<usize>> {
+    if buf.is_empty() && size <= HEAD_READ {
+        let mut stack = [0u8; HEAD_READ];
+        let mut read = ReadBuf::new(&mut stack);
+        ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
+        *buf = BytesMut::from(read.filled());
+        return Poll::Ready(Ok(read.filled().len()));
+    }
+    if buf.capacity() - buf.len() < size / 4 {
+        buf.reserve(size);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+}
+
+type Handler<'a> = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
+
+enum Phase<'a> {
+    /// Waiting for the request path's response.
+    Handler(Handler<'a>),
+    /// Writing its body.
+    Body {
+        body: Body,
+        framing: BodyFraming,
+    },
+    /// Sending what is queued; then the exchange is over.
+    Flush,
+    Done,
+}
+
+struct Exchange<'a> {
+    phase: Phase<'a>,
+    decoder: Decoder,
+    sender: Option<BodySender>,
+    body_end: Option<BodyEnd>,
+    continue_due: bool,
+    asked: Asked,
+    /// Decided when the head is written.
+    keep_alive: bool,
+    /// The response could not be completed: the connection must close.
+    broken: bool,
+    /// The response was `101 Switching Protocols`.
+    switching: bool,
+}
+
+impl Exchange<'_> {
+    /// Drives the request body, the handler and the response together (a
+    /// proxied upload streams while its response may already be coming).
+    /// Ready with whether the connection switched protocols.
+    fn poll<I: AsyncRead + AsyncWrite + Unpin + Send>(
+        &mut self,
+        conn: &mut Conn<I>,
+        cx: &mut Context<'_>,
+    ) -> Poll<bool> {
+        loop {
+            let answered = !matches!(self.phase, Phase::Handler(_));
+            if let Some(sender) = &self.sender
+                && let Poll::Ready(end) = conn.poll_body(
+                    cx,
+                    sender,
+                    &mut self.decoder,
+                    &mut self.continue_due,
+                    answered,
+                )
+            {
+                self.sender = None;
+                self.body_end = Some(end);
+                if end == BodyEnd::Malformed && !answered {
+                    // Nothing answered yet: the request is refused whole
+                    // (the handler, and any upstream request, dropped).
+                    conn.out.buf.clear();
+                    conn.out
+                        .buf
+                        .extend_from_slice(&Reject::BadRequest.http1_bytes());
+                    self.broken = true;
+                    self.phase = Phase::Flush;
+                }
+            }
+            match &mut self.phase {
+                Phase::Handler(handler) => {
+                    if !conn.out.is_empty()
+                        && let Poll::Ready(Err(_)) = conn.out.poll_send(&mut conn.io, cx)
+                    {
+                        self.broken = true;
+                        return Poll::Ready(false);
+                    }
+                    let response = ready!(handler.as_mut().poll(cx));
+                    self.start(conn, response);
+                }
+                Phase::Body { body, framing } => {
+                    if conn.out.is_full() && ready!(conn.out.poll_send(&mut conn.io, cx)).is_err() {
+                        self.broken = true;
+                        return Poll::Ready(false);
+                    }
+                    match Pin::new(&mut *body).poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            // Trailers have no place in an HTTP/1.1 answer
+                            // here; they are dropped.
+                            if let Ok(data) = frame.into_data()
+                                && !data.is_empty()
+                            {
+                                conn.out.data(data, *framing);
+                            }
+                        }
+                        Poll::Ready(None) => {
+                            if *framing == BodyFraming::Chunked {
+                                conn.out.buf.extend_from_slice(b"0\r\n\r\n");
+                            }
+                            self.phase = Phase::Flush;
+                        }
+                        Poll::Ready(Some(Err(e))) => {
+                            tracing::debug!(error = %e, "response body failed");
+                            self.broken = true;
+                            self.phase = Phase::Flush;
+                        }
+                        Poll::Pending => {
+                            // Send what there is while the body waits.
+                            if ready!(conn.out.poll_send(&mut conn.io, cx)).is_err()
+                                || ready!(Pin::new(&mut conn.io).poll_flush(cx)).is_err()
+                            {
+                                self.broken = true;
+                                return Poll::Ready(false);
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                Phase::Flush => {
+                    let sent = ready!(conn.out.poll_send(&mut conn.io, cx));
+                    if sent.is_err() || ready!(Pin::new(&mut conn.io).poll_flush(cx)).is_err() {
+                        self.broken = true;
+                    }
+                    self.phase = Phase::Done;
+                    return Poll::Ready(self.switching && !self.broken);
+                }
+                Phase::Done => return Poll::Ready(self.switching && !self.broken),
+            }
+        }
+    }
+
+    /// Queues the response head and moves on to its body.
+    fn start<I>(&mut self, conn: &mut Conn<I>, response: Response<Body>) {
+        let (mut parts, body) = response.into_parts();
+        let draining = conn.draining || *conn.signal.borrow();
+        let asked = Asked {
+            keep_alive: self.asked.keep_alive && !draining,
+            ..self.asked
+        };
+        let (framing, keep_alive) =
+            encode::plan(parts.status, &mut parts.headers, &body.size_hint(), asked);
+        // A request body nobody has asked for yet, on a client waiting for
+        // `100 Continue`, will not come: the connection closes after this.
+        self.keep_alive = keep_alive && !(self.continue_due && self.body_end.is_none());
+        self.switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        conn.out.buf.reserve(512);
+        encode::head(
+            &mut conn.out.buf,
+            parts.status,
+            &parts.headers,
+            framing,
+            self.keep_alive,
+            asked,
+        );
+        self.phase = match framing {
+            BodyFraming::None => Phase::Flush,
+            framing => Phase::Body { body, framing },
+        };
+    }
+}
