@@ -1174,6 +1174,34 @@ async fn request_smuggling_probes_are_refused() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+#[tokio::test]
+async fn chunked_body_over_max_body_bytes_gets_413() {
+    let up = Upstream::echo().start().await;
+    let config = proxy_config(&[up.endpoint()], "", "") + "\n[limits]\nmax_body_bytes = \"1KiB\"\n";
+    let w = weir().start(&config).await;
+    let chunk = "x".repeat(600);
+    let mut probe =
+        String::from("POST /api/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..3 {
+        probe.push_str(&format!("258\r\n{chunk}\r\n"));
+    }
+    probe.push_str("0\r\n\r\n");
+    let (answer, closed) =
+        support::raw(w.addr("web"), probe.as_bytes(), Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "got {answer:?}");
+    assert!(
+        answer.contains("weir-error: body-too-large"),
+        "got {answer:?}"
+    );
+    assert!(closed, "the connection stayed open");
+    // Within the limit, the same upload passes.
+    let small = format!(
+        "POST /api/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let (answer, _) = support::raw(w.addr("web"), small.as_bytes(), Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "got {answer:?}");
+}
+
 // ---------------------------------------------------------------- metrics
 
 #[tokio::test]

@@ -230,14 +230,16 @@ async fn serve_io<I>(
 {
     // Counted from here, so sockets that never send a request show too.
     info.count_open(if alpn == Alpn::H2 { "h2" } else { "h1" }, &app);
+    // Each protocol's future boxed: the task of an HTTP/1.1 connection
+    // does not carry the size of HTTP/2's state, nor the other way round.
     if alpn == Alpn::H2 {
-        serve_h2(io, &info, app, &limits, &drain).await;
+        Box::pin(serve_h2(io, &info, app, &limits, &drain)).await;
     } else {
         let h2c = alpn == Alpn::Any;
         let serve = super::h1::serve(io, h2c, &info, &app, &limits, &drain);
         if let Some(h2) = Box::pin(serve).await {
             let io = super::h1::upgrade::Rewind::new(h2.io, h2.read);
-            serve_h2(io, &info, app, &limits, &drain).await;
+            Box::pin(serve_h2(io, &info, app, &limits, &drain)).await;
         }
     }
     drop(drain);

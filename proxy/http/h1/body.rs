@@ -26,6 +26,8 @@ pub enum BodyError {
     Io(String),
     #[error("the connection moved on before the body was read")]
     Abandoned,
+    #[error("the request body is over max_body_bytes")]
+    TooLarge,
 }
 
 /// What one step of decoding gave.
@@ -270,6 +272,9 @@ struct Slot {
     frame: Option<Result<Bytes, BodyError>>,
     /// No frame follows the one in `frame` (or none at all).
     ended: bool,
+    /// The connection stopped feeding the body before its end: after the
+    /// frame in `frame`, the reader gets an error, never a clean end.
+    abandoned: bool,
     /// The reader asked for a frame and has not got one.
     wanted: bool,
     reader_gone: bool,
@@ -336,6 +341,11 @@ impl http_body::Body for IncomingBody {
                 *remaining = remaining.saturating_sub(data.len() as u64);
             }
             return Poll::Ready(Some(frame.map(Frame::data)));
+        }
+        if slot.abandoned {
+            drop(slot);
+            self.shared = None;
+            return Poll::Ready(Some(Err(BodyError::Abandoned)));
         }
         if slot.ended {
             drop(slot);
@@ -435,9 +445,7 @@ impl Drop for BodySender {
     fn drop(&mut self) {
         let mut slot = lock(&self.shared);
         if !slot.ended {
-            if slot.frame.is_none() {
-                slot.frame = Some(Err(BodyError::Abandoned));
-            }
+            slot.abandoned = true;
             slot.ended = true;
             if let Some(reader) = slot.reader.take() {
                 reader.wake();
@@ -497,6 +505,22 @@ mod tests {
             decode_all(Framing::Chunked, b"5\r\nhel"),
             Err(BodyError::Truncated)
         );
+    }
+
+    #[test]
+    fn a_body_the_connection_abandons_ends_in_an_error_after_its_last_frame() {
+        use http_body::Body as _;
+        let (mut body, sender) = IncomingBody::channel(Framing::Chunked);
+        sender.send(Ok(Bytes::from_static(b"part")), false);
+        drop(sender);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut next = || match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(frame) => frame.map(|f| f.map(|f| f.into_data().ok())),
+            Poll::Pending => panic!("pending"),
+        };
+        assert_eq!(next(), Some(Ok(Some(Bytes::from_static(b"part")))));
+        assert_eq!(next(), Some(Err(BodyError::Abandoned)));
     }
 
     #[test]

@@ -66,17 +66,15 @@ pub fn plan(
         BodyFraming::None
     } else if asked.head || status == StatusCode::NOT_MODIFIED {
         BodyFraming::None
-    } else if let Some(length) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-    {
-        BodyFraming::Length(length)
-    } else if let Some(length) = hint.exact() {
+    } else if let Some(length) = content_length(headers).or(hint.exact()) {
+        // One Content-Length, in its plain form, whatever came before.
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         BodyFraming::Length(length)
     } else if asked.version == Version::HTTP_11 {
+        headers.remove(header::CONTENT_LENGTH);
         BodyFraming::Chunked
     } else {
+        headers.remove(header::CONTENT_LENGTH);
         keep_alive = false;
         BodyFraming::Close
     };
@@ -120,6 +118,20 @@ pub fn head(
         }
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The Content-Length the handler set, if it is one plain number (every
+/// field the same).
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut fields = headers.get_all(header::CONTENT_LENGTH).iter();
+    let first = fields.next()?.as_bytes();
+    if first.is_empty() || first.len() > 19 || !first.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if fields.any(|other| other.as_bytes() != first) {
+        return None;
+    }
+    Some(first.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
@@ -184,6 +196,14 @@ impl Out {
             self.big = data;
             self.tail = if chunked { b"\r\n" } else { b"" };
         }
+    }
+
+    /// Drops everything queued and not yet written.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+        self.big = Bytes::new();
+        self.tail = b"";
     }
 
     /// Frees the buffer between requests, so an idle connection holds none.

@@ -87,10 +87,21 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadE
             .map_err(|_| HeadError::Malformed("header name"))?;
         let value = HeaderValue::from_maybe_shared(slice(value))
             .map_err(|_| HeadError::Malformed("header value"))?;
+        // A repeated (identical) Content-Length goes upstream once.
+        let repeated = name == header::CONTENT_LENGTH && facts.length.is_some();
         facts.note(&name, &value)?;
-        headers.append(name, value);
+        if !repeated {
+            headers.append(name, value);
+        }
     }
     let framing = facts.framing(version)?;
+    // An absolute-form target names the host; a Host field saying
+    // otherwise is ignored (RFC 9112 3.2.2), so it goes upstream the same.
+    if let Some(authority) = uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, host);
+    }
     let keep_alive = match version {
         Version::HTTP_10 => facts.keep_alive && !facts.close,
         _ => !facts.close,

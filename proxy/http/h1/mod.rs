@@ -135,6 +135,8 @@ enum BodyEnd {
     Dropped,
     /// The framing was broken (400 if nothing was answered yet).
     Malformed,
+    /// Over `max_body_bytes` (413 if nothing was answered yet).
+    TooLarge,
     /// The client closed, or the socket failed.
     Failed,
 }
@@ -259,7 +261,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin + Send> Conn<I> {
             }
         };
         let mut request = Request::from_parts(parts, body);
-        let handover = upgrade.then(|| {
+        // An upgrade with a body is served as a plain request: the bytes
+        // after its head are body, not the new protocol's.
+        let handover = (upgrade && framing == Framing::Empty).then(|| {
             let (tx, upgrade) = ClientUpgrade::pair();
             request.extensions_mut().insert(upgrade);
             tx
@@ -271,6 +275,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin + Send> Conn<I> {
             sender,
             body_end: (framing == Framing::Empty).then_some(BodyEnd::Complete),
             continue_due: expect_continue,
+            body_limit: limits.max_body_bytes,
+            received: 0,
             asked,
             keep_alive: false,
             broken: false,
@@ -291,7 +297,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin + Send> Conn<I> {
         }
         match exchange.body_end {
             Some(BodyEnd::Complete) => {}
-            Some(BodyEnd::Malformed | BodyEnd::Failed) => return Outcome::Close,
+            Some(BodyEnd::Malformed | BodyEnd::TooLarge | BodyEnd::Failed) => {
+                return Outcome::Close;
+            }
             // Unread: skip a short rest the client is already sending, so
             // the connection can be reused; close on anything longer (or a
             // client still waiting for `100 Continue`).
@@ -346,6 +354,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin + Send> Conn<I> {
         decoder: &mut Decoder,
         continue_due: &mut bool,
         answered: bool,
+        (received, limit): (&mut u64, u64),
     ) -> Poll<BodyEnd> {
         loop {
             match sender.demand(cx) {
@@ -360,6 +369,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin + Send> Conn<I> {
             }
             match decoder.decode(&mut self.buf) {
                 Ok(Decoded::Data(data)) => {
+                    *received += data.len() as u64;
+                    if *received > limit {
+                        sender.send(Err(BodyError::TooLarge), true);
+                        return Poll::Ready(BodyEnd::TooLarge);
+                    }
                     let ended = decoder.remaining() == Some(0);
                     if ended {
                         *decoder = Decoder::Done;
@@ -430,6 +444,8 @@ enum Phase<'a> {
     Body {
         body: Body,
         framing: BodyFraming,
+        /// Body bytes queued so far.
+        sent: u64,
     },
     /// Sending what is queued; then the exchange is over.
     Flush,
@@ -442,6 +458,10 @@ struct Exchange<'a> {
     sender: Option<BodySender>,
     body_end: Option<BodyEnd>,
     continue_due: bool,
+    /// `max_body_bytes`, and the body bytes read so far (a chunked body
+    /// has no length to check up front).
+    body_limit: u64,
+    received: u64,
     asked: Asked,
     /// Decided when the head is written.
     keep_alive: bool,
@@ -469,17 +489,23 @@ impl Exchange<'_> {
                     &mut self.decoder,
                     &mut self.continue_due,
                     answered,
+                    (&mut self.received, self.body_limit),
                 )
             {
                 self.sender = None;
                 self.body_end = Some(end);
-                if end == BodyEnd::Malformed && !answered {
+                let refusal = match end {
+                    BodyEnd::Malformed => Some(Reject::BadRequest),
+                    BodyEnd::TooLarge => Some(Reject::BodyTooLarge),
+                    _ => None,
+                };
+                if let Some(reject) = refusal
+                    && !answered
+                {
                     // Nothing answered yet: the request is refused whole
                     // (the handler, and any upstream request, dropped).
-                    conn.out.buf.clear();
-                    conn.out
-                        .buf
-                        .extend_from_slice(&Reject::BadRequest.http1_bytes());
+                    conn.out.clear();
+                    conn.out.buf.extend_from_slice(&reject.http1_bytes());
                     self.broken = true;
                     self.phase = Phase::Flush;
                 }
@@ -495,7 +521,11 @@ impl Exchange<'_> {
                     let response = ready!(handler.as_mut().poll(cx));
                     self.start(conn, response);
                 }
-                Phase::Body { body, framing } => {
+                Phase::Body {
+                    body,
+                    framing,
+                    sent,
+                } => {
                     if conn.out.is_full() && ready!(conn.out.poll_send(&mut conn.io, cx)).is_err() {
                         self.broken = true;
                         return Poll::Ready(false);
@@ -504,15 +534,36 @@ impl Exchange<'_> {
                         Poll::Ready(Some(Ok(frame))) => {
                             // Trailers have no place in an HTTP/1.1 answer
                             // here; they are dropped.
-                            if let Ok(data) = frame.into_data()
+                            if let Ok(mut data) = frame.into_data()
                                 && !data.is_empty()
                             {
+                                // Never more than the Content-Length sent:
+                                // the rest would read as the next response.
+                                if let BodyFraming::Length(length) = *framing {
+                                    let room = length.saturating_sub(*sent);
+                                    if data.len() as u64 > room {
+                                        data.truncate(room as usize);
+                                        self.broken = true;
+                                    }
+                                }
+                                *sent += data.len() as u64;
                                 conn.out.data(data, *framing);
+                                if self.broken {
+                                    self.phase = Phase::Flush;
+                                }
                             }
                         }
                         Poll::Ready(None) => {
-                            if *framing == BodyFraming::Chunked {
-                                conn.out.buf.extend_from_slice(b"0\r\n\r\n");
+                            match *framing {
+                                BodyFraming::Chunked => {
+                                    conn.out.buf.extend_from_slice(b"0\r\n\r\n");
+                                }
+                                // Short of its length: only a close tells
+                                // the client the body is incomplete.
+                                BodyFraming::Length(length) if *sent < length => {
+                                    self.broken = true;
+                                }
+                                _ => {}
                             }
                             self.phase = Phase::Flush;
                         }
@@ -547,7 +598,14 @@ impl Exchange<'_> {
     }
 
     /// Queues the response head and moves on to its body.
-    fn start<I>(&mut self, conn: &mut Conn<I>, response: Response<Body>) {
+    fn start<I>(&mut self, conn: &mut Conn<I>, mut response: Response<Body>) {
+        // An interim answer in place of a final one would leave the client
+        // waiting for the real one: only 101 leaves the handler as 1xx.
+        if response.status().is_informational()
+            && response.status() != StatusCode::SWITCHING_PROTOCOLS
+        {
+            response = Reject::UpstreamFailed.response();
+        }
         let (mut parts, body) = response.into_parts();
         let draining = conn.draining || *conn.signal.borrow();
         let asked = Asked {
@@ -571,7 +629,11 @@ impl Exchange<'_> {
         );
         self.phase = match framing {
             BodyFraming::None => Phase::Flush,
-            framing => Phase::Body { body, framing },
+            framing => Phase::Body {
+                body,
+                framing,
+                sent: 0,
+            },
         };
     }
 }
