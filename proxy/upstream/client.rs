@@ -55,7 +55,7 @@ impl SendError {
     /// No connection could be opened, so nothing was sent.
     pub fn is_connect(&self) -> bool {
         match self {
-            SendError::Plain(e) => !matches!(e, super::pool::SendError::Http(_)),
+            SendError::Plain(e) => !matches!(e, super::pool::SendError::Exchange(_)),
             SendError::General(e) => e.is_connect(),
         }
     }
@@ -78,9 +78,7 @@ impl Pool {
             Pool::Plain(pool) => {
                 *req.uri_mut() = Uri::from(target);
                 let (sent, reused) = pool.send(addr, req, reuse).await;
-                let sent = sent
-                    .map(|r| r.map(|b| b.map_err(std::io::Error::other).boxed()))
-                    .map_err(SendError::from);
+                let sent = sent.map(|r| r.map(|b| b.boxed())).map_err(SendError::from);
                 (sent, reused)
             }
             Pool::General(client) => {

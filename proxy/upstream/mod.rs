@@ -16,6 +16,7 @@
 pub mod client;
 pub mod dns;
 pub mod endpoint;
+pub mod exchange;
 pub mod failover;
 pub mod forward;
 pub mod health;

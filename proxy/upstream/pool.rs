@@ -4,10 +4,10 @@
 //! The common case of a sidecar or ingress (HTTP/1.1 upstreams on the same
 //! host or network) goes through here instead of hyper-util's general
 //! client: a request takes an idle connection of its endpoint (or opens
-//! one), sends over hyper's connection-level API, and the connection goes
-//! back to the pool when the response body has been read to its end. No
-//! pool key to build and hash, no absolute URI to format and parse, no
-//! race between a checkout and a connect.
+//! one), runs its exchange on it in its own task (`upstream::exchange`),
+//! and the connection goes back to the pool when the response body has
+//! been read to its end. No pool key to build and hash, no absolute URI to
+//! format and parse, no connection task to hand requests to.
 //!
 //! Bounds: at most `MAX_IDLE` idle connections per endpoint (the oldest is
 //! closed to make room), none reused after `IDLE_TIMEOUT`; a connection
@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::body::{Frame, SizeHint};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::exchange::{Connection, ExchangeError, ResponseBody};
 use crate::http::body::Body;
+use crate::http::h1::upgrade::Rewind;
 
 /// Idle keep-alive connections kept per endpoint.
 pub const MAX_IDLE: usize = 64;
@@ -49,8 +49,8 @@ pub enum SendError {
     #[error("connect to {addr}: timed out after {CONNECT_TIMEOUT:?}")]
     ConnectTimeout { addr: SocketAddr },
     /// The HTTP exchange failed (before or after the request was sent).
-    #[error(transparent)]
-    Http(#[from] hyper::Error),
+    #[error("upstream exchange")]
+    Exchange(#[from] ExchangeError),
 }
 
 /// The idle connections of a service, by endpoint (a service has few
@@ -62,8 +62,20 @@ pub struct Pool {
 
 #[derive(Debug)]
 struct Idle {
-    sender: SendRequest<Body>,
+    conn: Connection,
     since: Instant,
+}
+
+/// In the extensions of a `101` response from a pooled upstream: the
+/// upstream's connection, for the tunnel. Clone, as extensions must be;
+/// the first `take` gets it.
+#[derive(Debug, Clone)]
+pub struct UpstreamUpgrade(Arc<Mutex<Option<Rewind<TcpStream>>>>);
+
+impl UpstreamUpgrade {
+    pub fn take(&self) -> Option<Rewind<TcpStream>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 impl Pool {
@@ -81,92 +93,58 @@ impl Pool {
         req: Request<Body>,
         reuse: bool,
     ) -> (Result<Response<PooledBody>, SendError>, bool) {
-        let pooled = if reuse { self.take(addr).await } else { None };
+        let pooled = if reuse { self.take(addr) } else { None };
         let reused = pooled.is_some();
-        let mut sender = match pooled {
-            Some(sender) => sender,
+        let conn = match pooled {
+            Some(conn) => conn,
             None => match connect(addr).await {
-                Ok(sender) => sender,
+                Ok(conn) => conn,
                 Err(e) => return (Err(e), false),
             },
         };
-        // `Upgrade` reaches here only on an upgrade (it is hop-by-hop).
-        let upgrade = req.headers().contains_key(http::header::UPGRADE);
-        let response = match sender.send_request(req).await {
-            Ok(response) => response,
+        let (head, body) = match conn.send(req).await {
+            Ok(sent) => sent,
             Err(e) => return (Err(e.into()), reused),
         };
-        // An upgraded connection belongs to the tunnel; one the upstream
-        // will close is not worth keeping.
-        let keep = !upgrade
-            && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
-            && !closes(response.headers());
-        let back = keep.then(|| Return {
+        let mut response = head.map(|()| PooledBody {
+            inner: body,
+            back: None,
+        });
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // The connection belongs to the tunnel now.
+            let body = std::mem::replace(&mut response.body_mut().inner, ResponseBody::ended());
+            let io = body.into_upgraded();
+            response
+                .extensions_mut()
+                .insert(UpstreamUpgrade(Arc::new(Mutex::new(io))));
+            return (Ok(response), reused);
+        }
+        let body = response.body_mut();
+        body.back = Some(Return {
             pool: self.clone(),
             addr,
-            sender,
         });
-        let response = response.map(|inner| {
-            let mut body = PooledBody { inner, back };
-            // An empty body (HEAD, 204, 304, Content-Length: 0) ends here.
-            if http_body::Body::is_end_stream(&body.inner) {
-                body.release();
-            }
-            body
-        });
+        // An empty body (HEAD, 204, 304, Content-Length: 0) ends here.
+        if body.inner.is_end_stream() {
+            body.release();
+        }
         (Ok(response), reused)
     }
 
     /// The most recently used idle connection of `addr` that is still open
-    /// and ready for a request.
-    async fn take(&self, addr: SocketAddr) -> Option<SendRequest<Body>> {
-        // Connections still finishing their previous exchange (a request
-        // body still being sent, say) are passed over, never waited for,
-        // and go back to the cold end of the list.
-        let mut busy = Vec::new();
-        let mut found = None;
-        loop {
-            let idle = {
-                let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                let Some((_, list)) = all.iter_mut().find(|(a, _)| *a == addr) else {
-                    break;
-                };
-                let Some(idle) = list.pop() else {
-                    break;
-                };
-                idle
-            };
-            if idle.sender.is_closed() || idle.since.elapsed() > IDLE_TIMEOUT {
-                continue;
-            }
-            let Idle { mut sender, since } = idle;
-            let ready = std::future::poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await;
-            match ready {
-                Poll::Ready(Ok(())) => {
-                    found = Some(sender);
-                    break;
-                }
-                // Closed meanwhile.
-                Poll::Ready(Err(_)) => continue,
-                Poll::Pending => busy.push(Idle { sender, since }),
+    /// (nothing came on it since its last response).
+    fn take(&self, addr: SocketAddr) -> Option<Connection> {
+        let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, list) = all.iter_mut().find(|(a, _)| *a == addr)?;
+        while let Some(Idle { mut conn, since }) = list.pop() {
+            if since.elapsed() <= IDLE_TIMEOUT && conn.is_usable() {
+                return Some(conn);
             }
         }
-        if !busy.is_empty() {
-            let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((_, list)) = all.iter_mut().find(|(a, _)| *a == addr) {
-                let keep = MAX_IDLE.saturating_sub(list.len());
-                busy.truncate(keep);
-                busy.reverse();
-                list.splice(0..0, busy);
-            }
-        }
-        found
+        None
     }
 
-    fn put(&self, addr: SocketAddr, sender: SendRequest<Body>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn put(&self, addr: SocketAddr, conn: Connection) {
         let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let at = match all.iter().position(|(a, _)| *a == addr) {
             Some(at) => at,
@@ -188,13 +166,13 @@ impl Pool {
         // The oldest idle connections are at the front.
         let expired = list
             .iter()
-            .take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT || i.sender.is_closed())
+            .take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
             .count();
         list.drain(..expired);
         if list.len() >= MAX_IDLE {
             list.remove(0);
         }
-        list.push(Idle { sender, since: now });
+        list.push(Idle { conn, since: now });
     }
 
     /// Idle connections held now, over every endpoint.
@@ -204,64 +182,49 @@ impl Pool {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Body>, SendError> {
+async fn connect(addr: SocketAddr) -> Result<Connection, SendError> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(source)) => return Err(SendError::Connect { addr, source }),
         Err(_) => return Err(SendError::ConnectTimeout { addr }),
     };
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
-}
-
-/// `Connection: close` from the upstream: it closes after this response.
-fn closes(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+    Ok(Connection::new(stream))
 }
 
 #[derive(Debug)]
 struct Return {
     pool: Arc<Pool>,
     addr: SocketAddr,
-    sender: SendRequest<Body>,
 }
 
 /// A response body that gives its connection back to the pool once it has
 /// been read to the end; dropped earlier, the connection closes.
 #[derive(Debug)]
 pub struct PooledBody {
-    inner: Incoming,
+    inner: ResponseBody,
     back: Option<Return>,
 }
 
 impl PooledBody {
     fn release(&mut self) {
-        if let Some(back) = self.back.take() {
-            back.pool.put(back.addr, back.sender);
+        if let Some(back) = self.back.take()
+            && let Some(conn) = self.inner.finished()
+        {
+            back.pool.put(back.addr, conn);
         }
     }
 }
 
 impl http_body::Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let polled = self.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.release(),
             Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
@@ -286,7 +249,9 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http_body_util::BodyExt;
+    use hyper::body::Incoming;
     use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
 
     use super::*;
@@ -445,7 +410,7 @@ mod busy_tests {
     }
 
     #[tokio::test]
-    async fn a_connection_still_sending_a_body_is_passed_over() {
+    async fn a_connection_answered_before_its_body_was_sent_is_not_reused() {
         let addr = answers_early().await;
         let pool = Pool::new();
         let (chunks, body) = mpsc::channel(1);
@@ -458,7 +423,7 @@ mod busy_tests {
         let (sent, _) = pool.send(addr, post, true).await;
         let body = sent.unwrap().into_body().collect().await.unwrap();
         assert_eq!(body.to_bytes(), "ok");
-        // The upload still runs on that connection; a GET must not wait for it.
+        // The upload stopped with the answer; a GET must not wait for it.
         let mut get = Request::new(crate::http::body::empty());
         *get.uri_mut() = http::Uri::from_static("/");
         get.headers_mut()
@@ -477,7 +442,8 @@ mod busy_tests {
                 .to_bytes(),
             "ok"
         );
-        assert_eq!(pool.idle_count(), 2, "the busy one is kept for later");
+        // The upload's connection is mid-body: never pooled, never waited on.
+        assert_eq!(pool.idle_count(), 1, "only the GET's connection is idle");
         drop(chunks);
     }
 }

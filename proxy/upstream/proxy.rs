@@ -21,6 +21,7 @@ use crate::http::conn::ConnInfo;
 use crate::http::error::Reject;
 use crate::http::h1::upgrade::ClientUpgrade;
 use crate::router::{self, Route};
+use crate::upstream::pool::UpstreamUpgrade;
 
 /// Default whole-request timeout when a route sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -293,7 +294,6 @@ fn classify(error: &super::client::SendError) -> Option<Failure> {
     let mut stale = false;
     // The variants are transparent: start the walk at the wrapped error.
     let mut source: Option<&(dyn std::error::Error + 'static)> = match error {
-        super::client::SendError::Plain(super::pool::SendError::Http(e)) => Some(e),
         super::client::SendError::Plain(e) => Some(e),
         super::client::SendError::General(e) => Some(e),
     };
@@ -338,7 +338,13 @@ fn respond(
     let status = response.status();
     let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some(client) = client_upgrade {
-        tunnel::spawn(client, hyper::upgrade::on(&mut response));
+        // A pooled upstream hands its connection over in the extensions;
+        // hyper-util's client (TLS upstreams) through hyper's upgrade.
+        let upstream = match response.extensions_mut().remove::<UpstreamUpgrade>() {
+            Some(direct) => tunnel::Upstream::Direct(direct),
+            None => tunnel::Upstream::Hyper(hyper::upgrade::on(&mut response)),
+        };
+        tunnel::spawn(client, upstream);
     }
     forward::strip_hop_by_hop(response.headers_mut(), switching);
     let coding = if switching {

@@ -1,0 +1,481 @@
+//! One request and its response over an upstream HTTP/1.1 connection,
+//! driven in the task of the request that needs it (no connection task, no
+//! channel between them): the request head and body go out while the
+//! response head is awaited; the response body is read from the socket as
+//! the client takes it, and the connection goes back to the pool when it
+//! has been read to the end.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::{Body as _, Frame, SizeHint};
+use tokio::net::TcpStream;
+
+use crate::http::body::Body;
+use crate::http::h1::body::{Decoded, Decoder};
+use crate::http::h1::encode::{BodyFraming, Out};
+use crate::http::h1::head::Framing;
+
+/// Largest response head accepted from an upstream.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+const READ: usize = 16 * 1024;
+
+/// An open connection to an upstream and the bytes read from it ahead.
+#[derive(Debug)]
+pub struct Connection {
+    pub io: TcpStream,
+    buf: BytesMut,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// Writing or reading failed, or the upstream closed before its
+    /// response head (a request body's own error comes through here too).
+    #[error("upstream connection: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("malformed response from the upstream: {0}")]
+    Malformed(&'static str),
+}
+
+impl Connection {
+    pub fn new(io: TcpStream) -> Connection {
+        Connection {
+            io,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Whether an idle connection can take a request: nothing arrived on
+    /// it since its last response (the upstream's close would have). Asks
+    /// the socket only when the runtime has seen it readable.
+    pub fn is_usable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Sends `req` (origin-form target, headers as they go upstream) and
+    /// reads the response head. The connection is then in the response
+    /// body, or handed back with a body-less response.
+    pub async fn send(
+        mut self,
+        req: Request<Body>,
+    ) -> Result<(Response<()>, ResponseBody), ExchangeError> {
+        let (parts, mut body) = req.into_parts();
+        let head_request = parts.method == Method::HEAD;
+        let mut out = Out::default();
+        let framing = request_head(
+            &mut out.buf,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &body,
+        );
+        let mut sending = framing != BodyFraming::None;
+        let mut sent = 0u64;
+        let mut write_error = None;
+        let head = poll_fn(|cx| {
+            loop {
+                let mut progress = false;
+                // Request bytes out, as far as the socket takes them.
+                if write_error.is_none() && !out.is_empty() {
+                    match out.poll_send(&mut self.io, cx) {
+                        Poll::Ready(Ok(())) => progress = true,
+                        Poll::Ready(Err(e)) => write_error = Some(e),
+                        Poll::Pending => {}
+                    }
+                }
+                if sending && write_error.is_none() && out.is_empty() {
+                    match Pin::new(&mut body).poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            progress = true;
+                            if let Ok(mut data) = frame.into_data() {
+                                if let BodyFraming::Length(length) = framing {
+                                    let room = length.saturating_sub(sent);
+                                    data.truncate(room.min(data.len() as u64) as usize);
+                                }
+                                sent += data.len() as u64;
+                                if !data.is_empty() {
+                                    out.data(data, framing);
+                                }
+                            }
+                        }
+                        Poll::Ready(None) => {
+                            progress = true;
+                            sending = false;
+                            match framing {
+                                BodyFraming::Chunked => out.buf.extend_from_slice(b"0\r\n\r\n"),
+                                BodyFraming::Length(length) if sent < length => {
+                                    write_error = Some(std::io::Error::other(
+                                        "request body shorter than its Content-Length",
+                                    ));
+                                }
+                                _ => {}
+                            }
+                        }
+                        Poll::Ready(Some(Err(e))) => {
+                            // The client's body failed: the request cannot
+                            // be completed; the error says whose fault.
+                            return Poll::Ready(Err(ExchangeError::Io(std::io::Error::other(e))));
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+                // The response head, whenever it comes (an upstream may
+                // answer before the request body is through).
+                match parse_head(&mut self.buf, head_request) {
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+                match fill(&mut self.io, &mut self.buf, cx) {
+                    Poll::Ready(Ok(0)) => {
+                        let error = write_error.take().unwrap_or_else(|| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "closed before a response head",
+                            )
+                        });
+                        return Poll::Ready(Err(ExchangeError::Io(error)));
+                    }
+                    Poll::Ready(Ok(_)) => progress = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(ExchangeError::Io(e))),
+                    Poll::Pending => {}
+                }
+                if !progress {
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await?;
+        let Head {
+            response,
+            framing: response_framing,
+            keep_alive,
+        } = head;
+        // A request body still going (the upstream answered early) or
+        // failed leaves the connection in no state to reuse.
+        let reusable = keep_alive && !sending && write_error.is_none() && out.is_empty();
+        let decoder = response_framing.map(Decoder::new);
+        let length = match response_framing {
+            Some(Framing::Length(n)) => Some(n),
+            Some(Framing::Empty) => Some(0),
+            _ => None,
+        };
+        let body = ResponseBody {
+            conn: Some(self),
+            decoder,
+            reusable,
+            remaining: length,
+        };
+        Ok((response, body))
+    }
+}
+
+/// What the response head said.
+struct Head {
+    response: Response<()>,
+    /// `None`: read until the upstream closes.
+    framing: Option<Framing>,
+    keep_alive: bool,
+}
+
+/// Appends the request line and fields, and says how the body goes.
+fn request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: &Body,
+) -> BodyFraming {
+    out.reserve(512);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut length = None;
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH {
+            length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let framing = match length.or(body.size_hint().exact()) {
+        Some(0) if body.is_end_stream() && !needs_length(method) => BodyFraming::None,
+        Some(0) if body.is_end_stream() => BodyFraming::Length(0),
+        Some(n) => BodyFraming::Length(n),
+        None => BodyFraming::Chunked,
+    };
+    match framing {
+        BodyFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    match framing {
+        BodyFraming::Length(0) => BodyFraming::None,
+        framing => framing,
+    }
+}
+
+/// Methods whose empty body is still announced (`Content-Length: 0`), as
+/// some servers insist on one.
+fn needs_length(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+/// Parses a response head off `buf`, skipping interim (1xx but 101) ones.
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ExchangeError> {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut fields);
+        let len = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+                return Err(ExchangeError::Malformed("response head too large"));
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(ExchangeError::Malformed("response head")),
+        };
+        let status = StatusCode::from_u16(parsed.code.unwrap_or(0))
+            .map_err(|_| ExchangeError::Malformed("status"))?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            let _ = buf.split_to(len);
+            continue;
+        }
+        let version = match parsed.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        let start = buf.as_ptr() as usize;
+        let count = parsed.headers.len();
+        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
+            *span = (
+                field.name.as_ptr() as usize - start,
+                field.name.len(),
+                field.value.as_ptr() as usize - start,
+                field.value.len(),
+            );
+        }
+        let bytes = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut close = version == Version::HTTP_10;
+        for &(name_at, name_len, value_at, value_len) in &spans[..count] {
+            let name = HeaderName::from_bytes(&bytes[name_at..name_at + name_len])
+                .map_err(|_| ExchangeError::Malformed("header name"))?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(value_at..value_at + value_len))
+                .map_err(|_| ExchangeError::Malformed("header value"))?;
+            if name == header::CONTENT_LENGTH {
+                let n = value
+                    .to_str()
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or(ExchangeError::Malformed("Content-Length"))?;
+                if length.is_some_and(|seen| seen != n) {
+                    return Err(ExchangeError::Malformed("differing Content-Length"));
+                }
+                length = Some(n);
+            } else if name == header::TRANSFER_ENCODING {
+                chunked = value
+                    .as_bytes()
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                if !chunked {
+                    // Some other coding last: delimited by the close.
+                    close = true;
+                }
+            } else if name == header::CONNECTION {
+                for token in value.as_bytes().split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive")
+                        && version == Version::HTTP_10
+                    {
+                        close = false;
+                    }
+                }
+            }
+            headers.append(name, value);
+        }
+        let no_body = head_request
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || status == StatusCode::SWITCHING_PROTOCOLS;
+        let framing = if no_body {
+            Some(Framing::Empty)
+        } else if headers.contains_key(header::TRANSFER_ENCODING) {
+            // Transfer-Encoding wins over Content-Length (RFC 9112 6.3);
+            // such a connection is not trusted again.
+            if length.is_some() {
+                close = true;
+                headers.remove(header::CONTENT_LENGTH);
+            }
+            chunked.then_some(Framing::Chunked)
+        } else {
+            match length {
+                Some(0) => Some(Framing::Empty),
+                Some(n) => Some(Framing::Length(n)),
+                None => {
+                    close = true;
+                    None
+                }
+            }
+        };
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        *response.version_mut() = Version::HTTP_11;
+        *response.headers_mut() = headers;
+        return Ok(Some(Head {
+            response,
+            framing,
+            keep_alive: !close && status != StatusCode::SWITCHING_PROTOCOLS,
+        }));
+    }
+}
+
+fn fill(
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+}
+
+/// A response body read straight from the upstream connection.
+#[derive(Debug)]
+pub struct ResponseBody {
+    conn: Option<Connection>,
+    /// `None`: until the upstream closes.
+    decoder: Option<Decoder>,
+    /// The connection may be pooled once the body is read to the end.
+    reusable: bool,
+    remaining: Option<u64>,
+}
+
+impl ResponseBody {
+    /// A body with nothing left, holding no connection.
+    pub fn ended() -> ResponseBody {
+        ResponseBody {
+            conn: None,
+            decoder: Some(Decoder::Done),
+            reusable: false,
+            remaining: Some(0),
+        }
+    }
+
+    /// The connection back, when the body has ended and it can be reused.
+    pub fn finished(&mut self) -> Option<Connection> {
+        let done = self.decoder.as_ref().is_some_and(Decoder::is_done);
+        if done && self.reusable {
+            self.conn.take()
+        } else {
+            None
+        }
+    }
+
+    /// The connection itself, for a `101 Switching Protocols`.
+    pub fn into_upgraded(mut self) -> Option<crate::http::h1::upgrade::Rewind<TcpStream>> {
+        let conn = self.conn.take()?;
+        Some(crate::http::h1::upgrade::Rewind::new(
+            conn.io,
+            conn.buf.freeze(),
+        ))
+    }
+
+    pub fn is_end_stream(&self) -> bool {
+        self.decoder.as_ref().is_some_and(Decoder::is_done) || self.remaining == Some(0)
+    }
+
+    pub fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+
+    pub fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            let decoded = match self.decoder.as_mut() {
+                Some(decoder) => decoder.decode(&mut conn.buf),
+                None if conn.buf.is_empty() => Ok(Decoded::More),
+                None => Ok(Decoded::Data(conn.buf.split().freeze())),
+            };
+            match decoded {
+                Ok(Decoded::Data(data)) => {
+                    if let Some(remaining) = self.remaining.as_mut() {
+                        *remaining = remaining.saturating_sub(data.len() as u64);
+                    }
+                    if let Some(decoder) = self.decoder.as_mut()
+                        && decoder.remaining() == Some(0)
+                    {
+                        *decoder = Decoder::Done;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Decoded::End) => return Poll::Ready(None),
+                Ok(Decoded::More) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                }
+            }
+            match ready!(fill(&mut conn.io, &mut conn.buf, cx)) {
+                Ok(0) if self.decoder.is_none() => {
+                    self.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "upstream closed before the body ended",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+}
