@@ -23,6 +23,7 @@ use crate::http::h1::head::Framing;
 /// Largest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
+const FEW_HEADERS: usize = 24;
 const READ: usize = 16 * 1024;
 
 /// An open connection to an upstream and the bytes read from it ahead.
@@ -251,9 +252,18 @@ fn needs_length(method: &Method) -> bool {
 /// Parses a response head off `buf`, skipping interim (1xx but 101) ones.
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ExchangeError> {
     loop {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut fields);
-        let len = match parsed.parse(buf) {
+        // Most answers have a few fields: a small array to zero first, a
+        // large one on the heap for the rare response with many.
+        let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+        let mut many;
+        let mut parsed = httparse::Response::new(&mut few);
+        let mut result = parsed.parse(buf);
+        if let Err(httparse::Error::TooManyHeaders) = result {
+            many = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+            parsed = httparse::Response::new(&mut many);
+            result = parsed.parse(buf);
+        }
+        let len = match result {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
                 return Err(ExchangeError::Malformed("response head too large"));
@@ -273,21 +283,24 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
         };
         let start = buf.as_ptr() as usize;
         let count = parsed.headers.len();
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
-            *span = (
-                field.name.as_ptr() as usize - start,
-                field.name.len(),
-                field.value.as_ptr() as usize - start,
-                field.value.len(),
-            );
-        }
+        let spans: Vec<_> = parsed
+            .headers
+            .iter()
+            .map(|field| {
+                (
+                    field.name.as_ptr() as usize - start,
+                    field.name.len(),
+                    field.value.as_ptr() as usize - start,
+                    field.value.len(),
+                )
+            })
+            .collect();
         let bytes = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count);
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;
-        for &(name_at, name_len, value_at, value_len) in &spans[..count] {
+        for &(name_at, name_len, value_at, value_len) in &spans {
             let name = HeaderName::from_bytes(&bytes[name_at..name_at + name_len])
                 .map_err(|_| ExchangeError::Malformed("header name"))?;
             let value = HeaderValue::from_maybe_shared(bytes.slice(value_at..value_at + value_len))
@@ -477,5 +490,118 @@ impl ResponseBody {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str, head_request: bool) -> Result<Option<Head>, ExchangeError> {
+        let mut buf = BytesMut::from(raw.as_bytes());
+        parse_head(&mut buf, head_request)
+    }
+
+    fn framing(raw: &str) -> (Option<Framing>, bool) {
+        let head = head(raw, false).unwrap().expect("complete head");
+        (head.framing, head.keep_alive)
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let cases = [
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+                (Some(Framing::Length(5)), true),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+                (Some(Framing::Empty), true),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                (Some(Framing::Chunked), true),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+                (Some(Framing::Chunked), false),
+            ),
+            ("HTTP/1.1 200 OK\r\n\r\n", (None, false)),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+                (None, false),
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                (Some(Framing::Empty), true),
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+                (Some(Framing::Empty), true),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n",
+                (Some(Framing::Length(1)), false),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 1\r\n\r\n",
+                (Some(Framing::Length(1)), true),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
+                (Some(Framing::Length(1)), false),
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(framing(raw), want, "{raw:?}");
+        }
+        let to_head = head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(to_head.framing, Some(Framing::Empty));
+        assert_eq!(to_head.response.headers()["content-length"], "5");
+    }
+
+    #[test]
+    fn bad_and_interim_heads() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "NOT HTTP\r\n\r\n",
+        ] {
+            assert!(head(raw, false).is_err(), "{raw:?}");
+        }
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"[..],
+        );
+        let created = parse_head(&mut buf, false).unwrap().unwrap();
+        assert_eq!(created.response.status(), StatusCode::CREATED);
+        assert_eq!(&buf[..], b"ok");
+        assert!(
+            head("HTTP/1.1 200 OK\r\ncontent-le", false)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn responses_with_many_fields_are_read() {
+        let mut raw = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..100 {
+            raw.push_str(&format!("set-cookie: c{i}=v\r\n"));
+        }
+        raw.push_str("content-length: 0\r\n\r\n");
+        let many = head(&raw, false).unwrap().unwrap();
+        assert_eq!(
+            many.response.headers().get_all("set-cookie").iter().count(),
+            100
+        );
+        let mut too_many = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..=MAX_HEADERS {
+            too_many.push_str(&format!("x-{i}: v\r\n"));
+        }
+        too_many.push_str("\r\n");
+        assert!(head(&too_many, false).is_err());
     }
 }
