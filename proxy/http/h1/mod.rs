@@ -423,8 +423,10 @@ fn fill<I: AsyncRead + Unpin>(
     size: usize,
 ) -> Poll<std::io::Result<usize>> {
     if buf.is_empty() && size <= HEAD_READ {
-        let mut stack = [0u8; HEAD_READ];
-        let mut read = ReadBuf::new(&mut stack);
+        // Uninitialised: zeroing 4 KiB per read cost a fifth of a proxied
+        // request's instructions.
+        let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); HEAD_READ];
+        let mut read = ReadBuf::uninit(&mut stack);
         ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
         *buf = BytesMut::from(read.filled());
         return Poll::Ready(Ok(read.filled().len()));
@@ -618,7 +620,7 @@ impl Exchange<'_> {
         // `100 Continue`, will not come: the connection closes after this.
         self.keep_alive = keep_alive && !(self.continue_due && self.body_end.is_none());
         self.switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-        conn.out.buf.reserve(512);
+        conn.out.buf.reserve(1024);
         encode::head(
             &mut conn.out.buf,
             parts.status,
