@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use crate::http::body::Body;
 use crate::http::h1::body::{Decoded, Decoder};
 use crate::http::h1::encode::{BodyFraming, Out};
-use crate::http::h1::head::Framing;
+use crate::http::h1::head::{Framing, content_length};
 
 /// Largest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;
@@ -213,7 +213,7 @@ fn request_head(
     let mut length = None;
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH {
-            length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+            length = content_length(value.as_bytes());
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -306,11 +306,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
             let value = HeaderValue::from_maybe_shared(bytes.slice(value_at..value_at + value_len))
                 .map_err(|_| ExchangeError::Malformed("header value"))?;
             if name == header::CONTENT_LENGTH {
-                let n = value
-                    .to_str()
-                    .ok()
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok())
+                let n = content_length(value.as_bytes())
                     .ok_or(ExchangeError::Malformed("Content-Length"))?;
                 if length.is_some_and(|seen| seen != n) {
                     return Err(ExchangeError::Malformed("differing Content-Length"));

@@ -125,13 +125,10 @@ pub fn head(
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut fields = headers.get_all(header::CONTENT_LENGTH).iter();
     let first = fields.next()?.as_bytes();
-    if first.is_empty() || first.len() > 19 || !first.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if fields.any(|other| other.as_bytes() != first) {
-        return None;
-    }
-    Some(first.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+    let length = super::head::content_length(first)?;
+    fields
+        .all(|other| other.as_bytes() == first)
+        .then_some(length)
 }
 
 fn has_token(value: &HeaderValue, token: &[u8]) -> bool {

@@ -142,7 +142,8 @@ struct Facts {
 impl Facts {
     fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), HeadError> {
         if name == header::CONTENT_LENGTH {
-            let length = parse_length(value.as_bytes())?;
+            let length =
+                content_length(value.as_bytes()).ok_or(HeadError::Malformed("Content-Length"))?;
             if self.length.is_some_and(|seen| seen != length) {
                 return Err(HeadError::Malformed("differing Content-Length"));
             }
@@ -197,15 +198,18 @@ impl Facts {
     }
 }
 
-/// `1*DIGIT` and nothing else (no sign, no list), within `u64`.
-fn parse_length(value: &[u8]) -> Result<u64, HeadError> {
+/// A Content-Length value: `1*DIGIT` and nothing else (no sign, no list),
+/// within `u64`. Requests, responses and upstream answers all read it so.
+pub fn content_length(value: &[u8]) -> Option<u64> {
     let digits = trimmed(value);
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(HeadError::Malformed("Content-Length"));
+        return None;
     }
-    Ok(digits
-        .iter()
-        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    Some(
+        digits
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
+    )
 }
 
 fn trimmed(bytes: &[u8]) -> &[u8] {
