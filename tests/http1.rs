@@ -972,40 +972,32 @@ async fn absolute_form_target_is_routed_by_its_host() {
         .start(&config(routes))
         .await;
     let mut c = Client::connect(w.addr("web")).await;
-    // Origin form: by Host.
-    c.send("GET /who.txt HTTP/1.1\r\nHost: b.test\r\n\r\n")
-        .await;
-    let resp = c.response().await;
-    assert_eq!(
-        (resp.status, resp.text().as_str()),
-        (200, "site b\n"),
-        "{resp:?}"
-    );
-    // Absolute form with a matching Host.
-    c.send("GET http://a.test/who.txt HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .await;
-    let resp = c.response().await;
-    assert_eq!(
-        (resp.status, resp.text().as_str()),
-        (200, "site a\n"),
-        "{resp:?}"
-    );
-    // Absolute form wins over a different Host (RFC 9112 3.2.2).
-    c.send("GET http://a.test/who.txt HTTP/1.1\r\nHost: b.test\r\n\r\n")
-        .await;
-    let resp = c.response().await;
-    assert_eq!(
-        (resp.status, resp.text().as_str()),
-        (200, "site a\n"),
-        "{resp:?}"
-    );
-    // With a port in the target.
-    c.send("GET http://b.test:80/who.txt HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .await;
-    let resp = c.response().await;
-    assert_eq!(
-        (resp.status, resp.text().as_str()),
-        (200, "site b\n"),
-        "{resp:?}"
-    );
+    let cases = [
+        // Origin form: by Host.
+        ("GET /who.txt HTTP/1.1\r\nHost: b.test\r\n\r\n", "site b\n"),
+        // Absolute form with a matching Host.
+        (
+            "GET http://a.test/who.txt HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            "site a\n",
+        ),
+        // Absolute form wins over a different Host (RFC 9112 3.2.2).
+        (
+            "GET http://a.test/who.txt HTTP/1.1\r\nHost: b.test\r\n\r\n",
+            "site a\n",
+        ),
+        // With a port in the target.
+        (
+            "GET http://b.test:80/who.txt HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            "site b\n",
+        ),
+    ];
+    for (request, body) in cases {
+        c.send(request).await;
+        let resp = c.response().await;
+        assert_eq!(
+            (resp.status, resp.text().as_str()),
+            (200, body),
+            "{request:?}: {resp:?}"
+        );
+    }
 }

@@ -17,8 +17,8 @@ use tokio::net::TcpStream;
 
 use crate::http::body::Body;
 use crate::http::h1::body::{Decoded, Decoder};
-use crate::http::h1::encode::{BodyFraming, Out};
-use crate::http::h1::head::{Framing, content_length};
+use crate::http::h1::encode::{BodyFraming, Out, number};
+use crate::http::h1::head::{Framing, content_length, tokens};
 
 /// Largest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;
@@ -230,7 +230,7 @@ fn request_head(
     match framing {
         BodyFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
+            number(out, n, 10);
             out.extend_from_slice(b"\r\n");
         }
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -313,18 +313,15 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
                 }
                 length = Some(n);
             } else if name == header::TRANSFER_ENCODING {
-                chunked = value
-                    .as_bytes()
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                chunked = tokens(value.as_bytes())
+                    .next_back()
+                    .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
                 if !chunked {
                     // Some other coding last: delimited by the close.
                     close = true;
                 }
             } else if name == header::CONNECTION {
-                for token in value.as_bytes().split(|&b| b == b',') {
-                    let token = token.trim_ascii();
+                for token in tokens(value.as_bytes()) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
                     } else if token.eq_ignore_ascii_case(b"keep-alive")

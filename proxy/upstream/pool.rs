@@ -106,24 +106,26 @@ impl Pool {
             Ok(sent) => sent,
             Err(e) => return (Err(e.into()), reused),
         };
-        let mut response = head.map(|()| PooledBody {
-            inner: body,
-            back: None,
-        });
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        if head.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // The connection belongs to the tunnel now.
-            let body = std::mem::replace(&mut response.body_mut().inner, ResponseBody::ended());
             let io = body.into_upgraded();
+            let mut response = head.map(|()| PooledBody {
+                inner: ResponseBody::ended(),
+                back: None,
+            });
             response
                 .extensions_mut()
                 .insert(UpstreamUpgrade(Arc::new(Mutex::new(io))));
             return (Ok(response), reused);
         }
-        let body = response.body_mut();
-        body.back = Some(Return {
-            pool: self.clone(),
-            addr,
+        let mut response = head.map(|()| PooledBody {
+            inner: body,
+            back: Some(Return {
+                pool: self.clone(),
+                addr,
+            }),
         });
+        let body = response.body_mut();
         // An empty body (HEAD, 204, 304, Content-Length: 0) ends here.
         if body.inner.is_end_stream() {
             body.release();

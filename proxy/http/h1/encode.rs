@@ -132,10 +132,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
-    value
-        .as_bytes()
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    super::head::tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 /// The current time as an HTTP date, formatted once a second per thread.
@@ -256,19 +253,24 @@ impl Out {
 
 /// `{len:X}\r\n` without the formatting machinery.
 fn chunk_size(out: &mut Vec<u8>, len: usize) {
-    let mut digits = [0u8; 16];
+    number(out, len as u64, 16);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in base 10 or 16 (upper case), without the formatting machinery
+/// or an allocation.
+pub fn number(out: &mut Vec<u8>, mut n: u64, base: u64) {
+    let mut digits = [0u8; 20];
     let mut at = digits.len();
-    let mut n = len;
     loop {
         at -= 1;
-        digits[at] = b"0123456789ABCDEF"[n & 0xf];
-        n >>= 4;
+        digits[at] = b"0123456789ABCDEF"[(n % base) as usize];
+        n /= base;
         if n == 0 {
             break;
         }
     }
     out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -399,6 +401,11 @@ mod tests {
             let mut out = Vec::new();
             chunk_size(&mut out, len);
             assert_eq!(out, want.as_bytes());
+        }
+        for n in [0, 7, 10, 1234567890, u64::MAX] {
+            let mut out = Vec::new();
+            number(&mut out, n, 10);
+            assert_eq!(out, n.to_string().as_bytes());
         }
     }
 }

@@ -163,8 +163,7 @@ impl Facts {
                 return Err(HeadError::Malformed("more than one Host"));
             }
         } else if name == header::CONNECTION {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                let token = trimmed(token);
+            for token in tokens(value.as_bytes()) {
                 if token.eq_ignore_ascii_case(b"close") {
                     self.close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -210,6 +209,12 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
             .iter()
             .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
     )
+}
+
+/// The comma-separated tokens of a field value (Connection,
+/// Transfer-Encoding), without their surrounding whitespace.
+pub fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trimmed)
 }
 
 fn trimmed(bytes: &[u8]) -> &[u8] {
