@@ -226,7 +226,7 @@ async fn serve_io<I>(
     limits: Limits,
     drain: Drain,
 ) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: super::sendfile::Transport,
 {
     // Counted from here, so sockets that never send a request show too.
     info.count_open(if alpn == Alpn::H2 { "h2" } else { "h1" }, &app);

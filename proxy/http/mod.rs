@@ -1,7 +1,8 @@
 //! HTTP: serving a TCP connection (`conn`) or a QUIC one (`h3`), answering
 //! a request (`service`), the one place errors become status codes
 //! (`error`), and the body wrapper that records metrics and the access log
-//! when a response ends (`observe`).
+//! when a response ends (`observe`), and the files the kernel sends
+//! itself on plain TCP (`sendfile`).
 
 pub mod body;
 pub mod compression;
@@ -11,4 +12,5 @@ pub mod h1;
 pub mod h3;
 pub mod observe;
 pub mod rate_limit;
+pub mod sendfile;
 pub mod service;

@@ -19,6 +19,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::resolve::SafePath;
 use crate::http::compression::Coding;
+use crate::http::sendfile::HeldFile;
 
 /// How stale a cached file may be before it is checked against the disk.
 pub const REVALIDATE: Duration = Duration::from_secs(1);
@@ -64,6 +65,9 @@ pub struct Representation {
     pub coding: Coding,
     pub body: Bytes,
     pub etag: HeaderValue,
+    /// The file `body` was read from, still open, for the kernel to send
+    /// (`http::sendfile`); none for compressed-on-the-fly variants.
+    pub file: Option<Arc<HeldFile>>,
 }
 
 /// A cached file: identity content, what other encodings exist, and those
@@ -105,7 +109,7 @@ impl Entry {
         path: PathBuf,
         stamp: Stamp,
         content_type: &'static str,
-        body: Bytes,
+        (body, file): (Bytes, Option<Arc<HeldFile>>),
         base: HeaderMap,
         offered: Vec<Coding>,
         sidecars: Vec<(Coding, PathBuf, Stamp)>,
@@ -115,6 +119,7 @@ impl Entry {
                 coding: Coding::Identity,
                 etag: stamp.etag(""),
                 body,
+                file,
             },
             path,
             stamp,

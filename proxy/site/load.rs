@@ -14,6 +14,7 @@ use super::cache::{Entry, MAX_ENTRY_BYTES, Stamp};
 use super::resolve::{self, Located, ResolveError, SafePath};
 use super::{Site, mime, serve};
 use crate::http::compression::{self, Coding};
+use crate::http::sendfile::HeldFile;
 
 /// What a lookup found.
 pub enum Found {
@@ -90,13 +91,17 @@ fn load(site: &Site, key: &SafePath, path: PathBuf) -> Result<Found, ResolveErro
         .take(stamp.len)
         .read_to_end(&mut content)
         .map_err(io_error)?;
-    // A file that shrank while being read is cached as read.
+    // A file that shrank while being read is cached as read, and its bytes
+    // are sent from memory.
+    let held = (content.len() as u64 == stamp.len)
+        .then(|| HeldFile::hold(file, stamp.len))
+        .flatten();
     stamp.len = content.len() as u64;
     let entry = Arc::new(Entry::new(
         path,
         stamp,
         content_type,
-        Bytes::from(content),
+        (Bytes::from(content), held),
         base,
         offered,
         sidecars,
@@ -141,14 +146,17 @@ fn offered(
         .collect()
 }
 
-/// Reads a sidecar whole; `None` when it vanished or grew too large.
-pub fn read_small(path: &Path) -> Option<Bytes> {
-    let file = File::open(path).ok()?;
+/// Reads a sidecar whole, keeping it open for sendfile when that pays;
+/// `None` when it vanished or grew too large.
+pub fn read_small(path: &Path) -> Option<(Bytes, Option<Arc<HeldFile>>)> {
+    let mut file = File::open(path).ok()?;
     let mut content = Vec::new();
-    file.take(MAX_ENTRY_BYTES + 1)
+    (&mut file)
+        .take(MAX_ENTRY_BYTES + 1)
         .read_to_end(&mut content)
         .ok()?;
-    (content.len() as u64 <= MAX_ENTRY_BYTES).then(|| Bytes::from(content))
+    let len = content.len() as u64;
+    (len <= MAX_ENTRY_BYTES).then(|| (Bytes::from(content), HeldFile::hold(file, len)))
 }
 
 /// Positions `file` at `start` (for a range).

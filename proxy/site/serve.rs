@@ -21,6 +21,7 @@ use super::{Site, policy};
 use crate::http::body::{self, Body};
 use crate::http::compression::{self, Coding};
 use crate::http::error::Reject;
+use crate::http::sendfile::FileSlice;
 
 /// `httpdate` panics on times from the year 10000 on (1 Jan 10000, UTC).
 const YEAR_10000: u64 = 253_402_300_800;
@@ -148,15 +149,19 @@ async fn representation(site: &Arc<Site>, entry: &Arc<Entry>, coding: Coding) ->
 
 fn make_variant(entry: &Entry, coding: Coding) -> Option<Representation> {
     let sidecar = entry.sidecars.iter().find(|(c, ..)| *c == coding);
-    let body = match sidecar {
+    let (body, file) = match sidecar {
         Some((_, path, _)) => load::read_small(path)?,
-        None => compression::compress(&entry.identity.body, coding).ok()?,
+        None => (
+            compression::compress(&entry.identity.body, coding).ok()?,
+            None,
+        ),
     };
     // Compressing that does not shrink the file is not worth a variant.
     (body.len() < entry.identity.body.len()).then(|| Representation {
         coding,
         etag: entry.stamp.etag(&format!("-{}", coding.token())),
         body,
+        file,
     })
 }
 
@@ -173,10 +178,10 @@ fn respond(
     if rep.coding != Coding::Identity {
         compression::mark(&mut headers, rep.coding, false);
     }
-    let (status, body) = match outcome {
+    let (status, offset, bytes) = match outcome {
         Outcome::Full => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            (StatusCode::OK, body::full(rep.body))
+            (StatusCode::OK, 0, rep.body)
         }
         Outcome::NotModified => return not_modified(headers),
         Outcome::Partial { start, end } => {
@@ -186,11 +191,16 @@ fn respond(
             );
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
             let slice = rep.body.slice(start as usize..=end as usize);
-            (StatusCode::PARTIAL_CONTENT, body::full(slice))
+            (StatusCode::PARTIAL_CONTENT, start, slice)
         }
         Outcome::Unsatisfiable => return unsatisfiable(headers, len),
     };
-    with(status, headers, body)
+    let from_file = rep.file.map(|file| FileSlice::new(file, offset, &bytes));
+    let mut response = with(status, headers, body::full(bytes));
+    if let Some(slice) = from_file {
+        response.extensions_mut().insert(slice);
+    }
+    response
 }
 
 fn evaluate(

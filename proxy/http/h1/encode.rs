@@ -12,7 +12,8 @@ use bytes::{Buf, Bytes};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{StatusCode, Version};
 use http_body::SizeHint;
-use tokio::io::AsyncWrite;
+
+use crate::http::sendfile::{FileSlice, Transport};
 
 /// Data up to this size is copied into the write buffer; larger pieces are
 /// written from where they are.
@@ -162,16 +163,21 @@ pub struct Out {
     pos: usize,
     big: Bytes,
     tail: &'static [u8],
+    /// Body bytes the kernel sends from a file, after everything else.
+    file: Option<FileSlice>,
 }
 
 impl Out {
     pub fn is_empty(&self) -> bool {
-        self.pos >= self.buf.len() && self.big.is_empty() && self.tail.is_empty()
+        self.pos >= self.buf.len()
+            && self.big.is_empty()
+            && self.tail.is_empty()
+            && self.file.is_none()
     }
 
     /// Whether it should be sent before more is queued.
     pub fn is_full(&self) -> bool {
-        !self.big.is_empty() || self.buf.len() - self.pos >= SEND_AT
+        !self.big.is_empty() || self.file.is_some() || self.buf.len() - self.pos >= SEND_AT
     }
 
     /// Queues body data, framed as `framing` says. Call only when not
@@ -192,12 +198,20 @@ impl Out {
         }
     }
 
+    /// Queues body bytes the kernel sends from a file: a Content-Length
+    /// body's data, on a transport that `sends_files`. Call only when not
+    /// `is_full`.
+    pub fn file(&mut self, slice: FileSlice) {
+        self.file = Some(slice);
+    }
+
     /// Drops everything queued and not yet written.
     pub fn clear(&mut self) {
         self.buf.clear();
         self.pos = 0;
         self.big = Bytes::new();
         self.tail = b"";
+        self.file = None;
     }
 
     /// Frees the buffer between requests, so an idle connection holds none.
@@ -209,7 +223,7 @@ impl Out {
     }
 
     /// Writes everything queued.
-    pub fn poll_send<I: AsyncWrite + Unpin>(
+    pub fn poll_send<I: Transport>(
         &mut self,
         io: &mut I,
         cx: &mut Context<'_>,
@@ -217,7 +231,13 @@ impl Out {
         loop {
             let buffered = &self.buf[self.pos..];
             let parts = [buffered, &self.big[..], self.tail];
-            let written = if io.is_write_vectored() {
+            let written = if self.file.is_some() {
+                let slices = parts.map(IoSlice::new);
+                if parts.iter().all(|p| p.is_empty()) {
+                    break;
+                }
+                ready!(io.poll_write_more(cx, &slices))?
+            } else if io.is_write_vectored() {
                 let slices = parts.map(IoSlice::new);
                 let count = parts.iter().filter(|p| !p.is_empty()).count();
                 if count == 0 {
@@ -237,6 +257,21 @@ impl Out {
         }
         self.buf.clear();
         self.pos = 0;
+        while let Some(file) = &mut self.file {
+            if file.remaining() == 0 {
+                self.file = None;
+                break;
+            }
+            match ready!(io.poll_sendfile(cx, file))? {
+                0 => {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "file shorter than its cached length",
+                    )));
+                }
+                sent => file.advance(sent),
+            }
+        }
         Poll::Ready(Ok(()))
     }
 

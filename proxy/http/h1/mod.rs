@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
@@ -34,6 +34,7 @@ use self::upgrade::{ClientUpgrade, Upgraded};
 use super::body::Body;
 use super::conn::ConnInfo;
 use super::error::Reject;
+use super::sendfile::{FileSlice, Transport};
 use crate::app::App;
 use crate::drain::Drain;
 use crate::snapshot::Limits;
@@ -67,7 +68,7 @@ pub async fn serve<I>(
     drain: &Drain,
 ) -> Option<SwitchToH2<I>>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: Transport,
 {
     let mut conn = Conn {
         io,
@@ -150,7 +151,7 @@ struct Conn<I> {
     draining: bool,
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin + Send> Conn<I> {
+impl<I: Transport> Conn<I> {
     /// Waits for the next request head. `first` is when the connection was
     /// accepted, for its first request.
     async fn next_head(&mut self, first: Option<Instant>, h2c: bool, limits: &Limits) -> Next {
@@ -448,6 +449,8 @@ enum Phase<'a> {
         framing: BodyFraming,
         /// Body bytes queued so far.
         sent: u64,
+        /// The body's bytes as a file the kernel can send.
+        file: Option<FileSlice>,
     },
     /// Sending what is queued; then the exchange is over.
     Flush,
@@ -477,11 +480,7 @@ impl Exchange<'_> {
     /// Drives the request body, the handler and the response together (a
     /// proxied upload streams while its response may already be coming).
     /// Ready with whether the connection switched protocols.
-    fn poll<I: AsyncRead + AsyncWrite + Unpin + Send>(
-        &mut self,
-        conn: &mut Conn<I>,
-        cx: &mut Context<'_>,
-    ) -> Poll<bool> {
+    fn poll<I: Transport>(&mut self, conn: &mut Conn<I>, cx: &mut Context<'_>) -> Poll<bool> {
         loop {
             let answered = !matches!(self.phase, Phase::Handler(_));
             if let Some(sender) = &self.sender
@@ -527,6 +526,7 @@ impl Exchange<'_> {
                     body,
                     framing,
                     sent,
+                    file,
                 } => {
                     if conn.out.is_full() && ready!(conn.out.poll_send(&mut conn.io, cx)).is_err() {
                         self.broken = true;
@@ -549,7 +549,10 @@ impl Exchange<'_> {
                                     }
                                 }
                                 *sent += data.len() as u64;
-                                conn.out.data(data, *framing);
+                                match file.take() {
+                                    Some(slice) if slice.is(&data) => conn.out.file(slice),
+                                    _ => conn.out.data(data, *framing),
+                                }
                                 if self.broken {
                                     self.phase = Phase::Flush;
                                 }
@@ -600,7 +603,7 @@ impl Exchange<'_> {
     }
 
     /// Queues the response head and moves on to its body.
-    fn start<I>(&mut self, conn: &mut Conn<I>, mut response: Response<Body>) {
+    fn start<I: Transport>(&mut self, conn: &mut Conn<I>, mut response: Response<Body>) {
         // An interim answer in place of a final one would leave the client
         // waiting for the real one: only 101 leaves the handler as 1xx.
         if response.status().is_informational()
@@ -629,12 +632,17 @@ impl Exchange<'_> {
             self.keep_alive,
             asked,
         );
+        let file = match framing {
+            BodyFraming::Length(_) if conn.io.sends_files() => parts.extensions.remove(),
+            _ => None,
+        };
         self.phase = match framing {
             BodyFraming::None => Phase::Flush,
             framing => Phase::Body {
                 body,
                 framing,
                 sent: 0,
+                file,
             },
         };
     }
