@@ -296,7 +296,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
             })
             .collect();
         let bytes = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        // Room for what weir adds on the way back (X-Request-Id, cookies,
+        // Alt-Svc, HSTS) without growing the map.
+        let mut headers = HeaderMap::with_capacity(count + 4);
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;

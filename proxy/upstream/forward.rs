@@ -77,12 +77,21 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     PROXY_CONNECTION,
 ];
 
-/// `name`'s bit in a set of [`HOP_BY_HOP`], 0 for other headers.
+/// `name`'s bit in a set of [`HOP_BY_HOP`], 0 for other headers: one
+/// string match, where comparing with each name in turn cost a tenth of
+/// forwarding's header work.
 fn hop_by_hop_bit(name: &HeaderName) -> u8 {
-    HOP_BY_HOP
-        .iter()
-        .position(|h| h == name)
-        .map_or(0, |i| 1 << i)
+    match name.as_str() {
+        "connection" => 1,
+        "te" => 1 << 1,
+        "transfer-encoding" => 1 << 2,
+        "upgrade" => 1 << 3,
+        "proxy-authorization" => 1 << 4,
+        "proxy-authenticate" => 1 << 5,
+        "keep-alive" => 1 << 6,
+        "proxy-connection" => 1 << 7,
+        _ => 0,
+    }
 }
 
 /// Whether a request asks to switch protocols (WebSocket) over HTTP/1.1.
@@ -141,6 +150,15 @@ mod tests {
             );
         }
         map
+    }
+
+    #[test]
+    fn each_hop_by_hop_name_has_its_bit() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_bit(name), 1 << i, "{name}");
+        }
+        assert_eq!(hop_by_hop_bit(&header::HOST), 0);
+        assert_eq!(hop_by_hop_bit(&HeaderName::from_static("x-te")), 0);
     }
 
     #[test]

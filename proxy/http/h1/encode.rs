@@ -15,6 +15,8 @@ use http_body::SizeHint;
 
 use crate::http::sendfile::{FileSlice, Transport};
 
+const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+
 /// Data up to this size is copied into the write buffer; larger pieces are
 /// written from where they are.
 const COPY_UP_TO: usize = 8 * 1024;
@@ -61,14 +63,19 @@ pub fn plan(
         return (BodyFraming::None, false);
     }
     headers.remove(header::CONNECTION);
-    headers.remove("keep-alive");
+    headers.remove(&KEEP_ALIVE);
     let framing = if status.is_informational() || status == StatusCode::NO_CONTENT {
         headers.remove(header::CONTENT_LENGTH);
         BodyFraming::None
     } else if asked.head || status == StatusCode::NOT_MODIFIED {
         BodyFraming::None
-    } else if let Some(length) = content_length(headers).or(hint.exact()) {
+    } else if let Some((length, plain)) = content_length(headers) {
         // One Content-Length, in its plain form, whatever came before.
+        if !plain {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        BodyFraming::Length(length)
+    } else if let Some(length) = hint.exact() {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         BodyFraming::Length(length)
     } else if asked.version == Version::HTTP_11 {
@@ -121,15 +128,23 @@ pub fn head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The Content-Length the handler set, if it is one plain number (every
-/// field the same).
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+/// The Content-Length the handler set, if every field says the same
+/// number, and whether it is already one field in its plain form.
+fn content_length(headers: &HeaderMap) -> Option<(u64, bool)> {
     let mut fields = headers.get_all(header::CONTENT_LENGTH).iter();
     let first = fields.next()?.as_bytes();
     let length = super::head::content_length(first)?;
-    fields
-        .all(|other| other.as_bytes() == first)
-        .then_some(length)
+    let mut single = true;
+    for other in fields {
+        if other.as_bytes() != first {
+            return None;
+        }
+        single = false;
+    }
+    let plain = single
+        && (first == b"0" || first.first().is_some_and(|&d| d != b'0'))
+        && first.iter().all(u8::is_ascii_digit);
+    Some((length, plain))
 }
 
 fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
