@@ -14,11 +14,13 @@ use weir::config::{self, ConfigError, Document};
 use weir::telemetry::announce::{self, Listening};
 use weir::tls::selfsigned::{PemFiles, SelfSigned};
 
+mod allocator;
+
 /// mimalloc instead of glibc's malloc: the request path makes a few dozen
 /// short-lived allocations per request; with glibc weir used 20-40% more
 /// CPU per request across the load scenarios (benches/load.sh).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 #[derive(Parser)]
 #[command(
