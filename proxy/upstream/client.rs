@@ -13,8 +13,7 @@ use std::task::{Context, Poll};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
+use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use std::time::Duration;
 
@@ -27,6 +26,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
+use super::exchange::Outgoing;
 use crate::config::schema::{Protocol, UpstreamTls};
 use crate::http::body::Body;
 
@@ -62,7 +62,8 @@ impl SendError {
 }
 
 impl Pool {
-    /// Sends one request to `addr`; `target` is its path and query there.
+    /// Sends one request to `addr` (`request.target` is its path and query
+    /// there) over HTTP/1.1, or `version` on the general client.
     /// Returns the response and whether it went over a pooled connection
     /// (only those can be "stale": closed by the upstream as they were
     /// reused). `reuse = false` asks for a new connection.
@@ -70,22 +71,26 @@ impl Pool {
         &self,
         scheme: &str,
         addr: SocketAddr,
-        target: PathAndQuery,
-        mut req: Request<Body>,
+        request: Outgoing<'_>,
+        version: Version,
+        body: Body,
         reuse: bool,
     ) -> (Result<Response<Body>, SendError>, bool) {
         match self {
             Pool::Plain(pool) => {
-                *req.uri_mut() = Uri::from(target);
-                let (sent, reused) = pool.send(addr, req, reuse).await;
+                let (sent, reused) = pool.send(addr, request, body, reuse).await;
                 let sent = sent.map(|r| r.map(|b| b.boxed())).map_err(SendError::from);
                 (sent, reused)
             }
             Pool::General(client) => {
-                let Ok(uri) = Uri::try_from(format!("{scheme}://{addr}{target}")) else {
+                let Ok(uri) = Uri::try_from(format!("{scheme}://{addr}{}", request.target)) else {
                     return (Err(bad_target()), false);
                 };
+                let mut req = Request::new(body);
+                *req.method_mut() = request.method.clone();
+                *req.version_mut() = version;
                 *req.uri_mut() = uri;
+                *req.headers_mut() = request.headers.clone();
                 let (sent, connected) = track_connects(client.request(req)).await;
                 let sent = sent
                     .map(|r| r.map(|b| b.map_err(std::io::Error::other).boxed()))

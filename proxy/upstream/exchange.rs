@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::net::TcpStream;
 
@@ -25,6 +25,17 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 const FEW_HEADERS: usize = 24;
 const READ: usize = 16 * 1024;
+
+/// A request as it goes upstream, ahead of its body: borrowed from the
+/// client's request, so a retry sends the same without a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub method: &'a Method,
+    /// Origin form: path and query.
+    pub target: &'a str,
+    /// The fields as they go upstream (hop-by-hop removed, forwarding added).
+    pub headers: &'a HeaderMap,
+}
 
 /// An open connection to an upstream and the bytes read from it ahead.
 #[derive(Debug)]
@@ -70,23 +81,17 @@ impl Connection {
         }
     }
 
-    /// Sends `req` (origin-form target, headers as they go upstream) and
-    /// reads the response head. The connection is then in the response
-    /// body, or handed back with a body-less response.
+    /// Sends `request` and its body, and reads the response head. The
+    /// connection is then in the response body, or handed back with a
+    /// body-less response.
     pub async fn send(
         mut self,
-        req: Request<Body>,
+        request: Outgoing<'_>,
+        mut body: Body,
     ) -> Result<(Response<()>, ResponseBody), ExchangeError> {
-        let (parts, mut body) = req.into_parts();
-        let head_request = parts.method == Method::HEAD;
+        let head_request = *request.method == Method::HEAD;
         let mut out = Out::default();
-        let framing = request_head(
-            &mut out.buf,
-            &parts.method,
-            &parts.uri,
-            &parts.headers,
-            &body,
-        );
+        let framing = request_head(&mut out.buf, request, &body);
         let mut sending = framing != BodyFraming::None;
         let mut sent = 0u64;
         let mut write_error = None;
@@ -197,18 +202,16 @@ struct Head {
 }
 
 /// Appends the request line and fields, and says how the body goes.
-fn request_head(
-    out: &mut Vec<u8>,
-    method: &Method,
-    uri: &http::Uri,
-    headers: &HeaderMap,
-    body: &Body,
-) -> BodyFraming {
+fn request_head(out: &mut Vec<u8>, request: Outgoing<'_>, body: &Body) -> BodyFraming {
+    let Outgoing {
+        method,
+        target,
+        headers,
+    } = request;
     out.reserve(512);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut length = None;
     for (name, value) in headers {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http::Request;
+use super::exchange::Outgoing;
 
 use super::Service;
 use crate::config::schema::Health;
@@ -127,17 +127,25 @@ async fn probe(service: &Service, addr: SocketAddr, check: &Health) -> bool {
     let Ok(target) = http::uri::PathAndQuery::try_from(check.path.as_str()) else {
         return false;
     };
-    let mut req = Request::new(body::empty());
+    let mut headers = http::HeaderMap::with_capacity(2);
     if let Ok(host) = http::HeaderValue::from_str(&addr.to_string()) {
-        req.headers_mut().insert(http::header::HOST, host);
+        headers.insert(http::header::HOST, host);
     }
-    req.headers_mut().insert(
+    headers.insert(
         http::header::USER_AGENT,
         http::HeaderValue::from_static("weir-health-check"),
     );
+    let request = Outgoing {
+        method: &http::Method::GET,
+        target: target.as_str(),
+        headers: &headers,
+    };
+    let version = http::Version::HTTP_11;
     match tokio::time::timeout(
         check.timeout.0,
-        service.pool.send(service.scheme, addr, target, req, true),
+        service
+            .pool
+            .send(service.scheme, addr, request, version, body::empty(), true),
     )
     .await
     {

@@ -20,12 +20,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use hyper::body::{Frame, SizeHint};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::exchange::{Connection, ExchangeError, ResponseBody};
+use super::exchange::{Connection, ExchangeError, Outgoing, ResponseBody};
 use crate::http::body::Body;
 use crate::http::h1::upgrade::Rewind;
 
@@ -83,14 +83,15 @@ impl Pool {
         Arc::new(Pool::default())
     }
 
-    /// Sends `req` (origin-form URI, headers as they go upstream) to `addr`.
-    /// `reuse = false` opens a new connection whatever is idle. Returns
-    /// the response and whether it went over a pooled connection (only
-    /// those can be stale: closed by the upstream as they were taken).
+    /// Sends `request` and `body` to `addr`. `reuse = false` opens a new
+    /// connection whatever is idle. Returns the response and whether it
+    /// went over a pooled connection (only those can be stale: closed by
+    /// the upstream as they were taken).
     pub async fn send(
         self: &Arc<Self>,
         addr: SocketAddr,
-        req: Request<Body>,
+        request: Outgoing<'_>,
+        body: Body,
         reuse: bool,
     ) -> (Result<Response<PooledBody>, SendError>, bool) {
         let pooled = if reuse { self.take(addr) } else { None };
@@ -102,7 +103,7 @@ impl Pool {
                 Err(e) => return (Err(e), false),
             },
         };
-        let (head, body) = match conn.send(req).await {
+        let (head, body) = match conn.send(request, body).await {
             Ok(sent) => sent,
             Err(e) => return (Err(e.into()), reused),
         };
@@ -256,6 +257,8 @@ mod tests {
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
 
+    use http::Request;
+
     use super::*;
 
     /// An HTTP/1.1 upstream on loopback that counts its connections and
@@ -292,6 +295,22 @@ mod tests {
         (addr, accepted)
     }
 
+    pub(super) async fn send(
+        pool: &Arc<Pool>,
+        addr: SocketAddr,
+        req: Request<Body>,
+        reuse: bool,
+    ) -> (Result<Response<PooledBody>, SendError>, bool) {
+        let (parts, body) = req.into_parts();
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let request = Outgoing {
+            method: &parts.method,
+            target,
+            headers: &parts.headers,
+        };
+        pool.send(addr, request, body, reuse).await
+    }
+
     fn get(path: &'static str) -> Request<Body> {
         let mut req = Request::new(crate::http::body::empty());
         *req.uri_mut() = http::Uri::from_static(path);
@@ -305,7 +324,7 @@ mod tests {
         let (addr, accepted) = upstream().await;
         let pool = Pool::new();
         for round in 0..3 {
-            let (sent, reused) = pool.send(addr, get("/"), true).await;
+            let (sent, reused) = send(&pool, addr, get("/"), true).await;
             assert_eq!(reused, round > 0, "round {round}");
             let body = sent.unwrap().into_body().collect().await.unwrap();
             assert_eq!(body.to_bytes(), "hello");
@@ -318,12 +337,12 @@ mod tests {
     async fn a_body_dropped_early_closes_its_connection() {
         let (addr, accepted) = upstream().await;
         let pool = Pool::new();
-        let (sent, _) = pool.send(addr, get("/big"), true).await;
+        let (sent, _) = send(&pool, addr, get("/big"), true).await;
         let mut body = sent.unwrap().into_body();
         let _ = body.frame().await;
         drop(body);
         assert_eq!(pool.idle_count(), 0);
-        let (sent, reused) = pool.send(addr, get("/"), true).await;
+        let (sent, reused) = send(&pool, addr, get("/"), true).await;
         assert!(!reused);
         sent.unwrap().into_body().collect().await.unwrap();
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -333,12 +352,12 @@ mod tests {
     async fn connection_close_is_not_kept_and_reuse_false_opens_anew() {
         let (addr, accepted) = upstream().await;
         let pool = Pool::new();
-        let (sent, _) = pool.send(addr, get("/close"), true).await;
+        let (sent, _) = send(&pool, addr, get("/close"), true).await;
         sent.unwrap().into_body().collect().await.unwrap();
         assert_eq!(pool.idle_count(), 0);
-        let (sent, _) = pool.send(addr, get("/"), true).await;
+        let (sent, _) = send(&pool, addr, get("/"), true).await;
         sent.unwrap().into_body().collect().await.unwrap();
-        let (sent, reused) = pool.send(addr, get("/"), false).await;
+        let (sent, reused) = send(&pool, addr, get("/"), false).await;
         assert!(!reused);
         sent.unwrap().into_body().collect().await.unwrap();
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
@@ -351,7 +370,7 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap()
         };
-        let (sent, reused) = Pool::new().send(addr, get("/"), true).await;
+        let (sent, reused) = send(&Pool::new(), addr, get("/"), true).await;
         assert!(!reused);
         assert!(matches!(sent, Err(SendError::Connect { .. })), "{sent:?}");
     }
@@ -361,10 +380,14 @@ mod tests {
 mod busy_tests {
     use std::time::Duration;
 
+    use super::tests::send;
+
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
+
+    use http::Request;
 
     use super::*;
 
@@ -422,7 +445,7 @@ mod busy_tests {
         *post.uri_mut() = http::Uri::from_static("/upload");
         post.headers_mut()
             .insert(http::header::HOST, http::HeaderValue::from_static("up"));
-        let (sent, _) = pool.send(addr, post, true).await;
+        let (sent, _) = send(&pool, addr, post, true).await;
         let body = sent.unwrap().into_body().collect().await.unwrap();
         assert_eq!(body.to_bytes(), "ok");
         // The upload stopped with the answer; a GET must not wait for it.
@@ -431,7 +454,7 @@ mod busy_tests {
         get.headers_mut()
             .insert(http::header::HOST, http::HeaderValue::from_static("up"));
         let (sent, reused) =
-            tokio::time::timeout(Duration::from_secs(2), pool.send(addr, get, true))
+            tokio::time::timeout(Duration::from_secs(2), send(&pool, addr, get, true))
                 .await
                 .expect("the GET waited for a busy connection");
         assert!(!reused);

@@ -13,6 +13,7 @@ use http::{Request, Response, Version};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
+use super::exchange::Outgoing;
 use super::{Service, forward, retry, select, tunnel};
 use crate::config::schema::Protocol;
 use crate::http::body::{self, Body, BoxError, RequestBody};
@@ -169,10 +170,11 @@ pub async fn proxy<B: RequestBody>(
                 .boxed(),
             None => body::empty(),
         };
-        let mut upstream_req = Request::new(body);
-        *upstream_req.method_mut() = parts.method.clone();
-        *upstream_req.version_mut() = version;
-        *upstream_req.headers_mut() = parts.headers.clone();
+        let request = Outgoing {
+            method: &parts.method,
+            target: target.as_str(),
+            headers: &parts.headers,
+        };
 
         let limit = try_timeout.min(deadline.saturating_duration_since(Instant::now()));
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -180,13 +182,9 @@ pub async fn proxy<B: RequestBody>(
         let reuse = !again;
         let sent = tokio::time::timeout(
             limit,
-            service.pool.send(
-                service.scheme,
-                endpoint.addr,
-                target.clone(),
-                upstream_req,
-                reuse,
-            ),
+            service
+                .pool
+                .send(service.scheme, endpoint.addr, request, version, body, reuse),
         )
         .await;
         let (sent, reused) = match sent {
