@@ -99,6 +99,12 @@ impl Observed {
         }
     }
 
+    /// The same request answered with `inner` instead (the status it is
+    /// recorded with stays the one it was made with).
+    pub fn replace(&mut self, inner: Body) {
+        self.inner = inner;
+    }
+
     fn done(&mut self) {
         if let Some(finish) = self.finish.take() {
             finish.record(self.sent);

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
-use http_body_util::BodyExt;
 
 use super::body::{Body, RequestBody};
 use super::conn::{ConnInfo, InFlight};
@@ -24,7 +23,7 @@ pub async fn handle<B: RequestBody>(
     mut req: Request<B>,
     conn: Arc<ConnInfo>,
     app: &App,
-) -> Response<Body> {
+) -> Response<Observed> {
     let started = Instant::now();
     // Counted in flight until the response ends, or this future is dropped.
     let conn = InFlight::start(conn);
@@ -84,7 +83,7 @@ pub async fn handle<B: RequestBody>(
         route,
         log,
     };
-    response.map(|body| Observed::new(body, finish).boxed())
+    response.map(|body| Observed::new(body, finish))
 }
 
 /// A response with the route and backend index that made it (for metrics

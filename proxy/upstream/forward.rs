@@ -22,17 +22,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         return;
     }
     // Headers that `Connection` names; its usual options name none.
-    let names_some = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .any(|t| {
-            !t.is_empty()
-                && !t.eq_ignore_ascii_case(b"keep-alive")
-                && !t.eq_ignore_ascii_case(b"close")
-                && !t.eq_ignore_ascii_case(b"upgrade")
-        });
+    let names_some = present & CONNECTION_BIT != 0
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .any(|t| {
+                !t.is_empty()
+                    && !t.eq_ignore_ascii_case(b"keep-alive")
+                    && !t.eq_ignore_ascii_case(b"close")
+                    && !t.eq_ignore_ascii_case(b"upgrade")
+            });
     if names_some {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -46,10 +47,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(name);
         }
     }
-    let trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let trailers = present & TE_BIT != 0
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     for (bit, name) in HOP_BY_HOP.iter().enumerate() {
         let kept = upgrade && (*name == header::CONNECTION || *name == header::UPGRADE);
         if present & (1 << bit) != 0 && !kept {
@@ -77,13 +79,16 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     PROXY_CONNECTION,
 ];
 
+const CONNECTION_BIT: u8 = 1;
+const TE_BIT: u8 = 1 << 1;
+
 /// `name`'s bit in a set of [`HOP_BY_HOP`], 0 for other headers: one
 /// string match, where comparing with each name in turn cost a tenth of
 /// forwarding's header work.
 fn hop_by_hop_bit(name: &HeaderName) -> u8 {
     match name.as_str() {
-        "connection" => 1,
-        "te" => 1 << 1,
+        "connection" => CONNECTION_BIT,
+        "te" => TE_BIT,
         "transfer-encoding" => 1 << 2,
         "upgrade" => 1 << 3,
         "proxy-authorization" => 1 << 4,

@@ -25,15 +25,15 @@ use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::sync::{oneshot, watch};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use self::body::{BodyError, BodySender, Decoded, Decoder, Demand, IncomingBody};
 use self::encode::{Asked, BodyFraming, Out};
 use self::head::{Framing, Head, HeadError};
 use self::upgrade::{ClientUpgrade, Upgraded};
-use super::body::Body;
 use super::conn::ConnInfo;
 use super::error::Reject;
+use super::observe::Observed;
 use super::sendfile::{FileSlice, Transport};
 use crate::app::App;
 use crate::drain::Drain;
@@ -70,14 +70,17 @@ pub async fn serve<I>(
 where
     I: Transport,
 {
+    let accepted = Instant::from_std(info.state.opened());
     let mut conn = Conn {
         io,
         buf: BytesMut::new(),
         out: Out::default(),
         signal: drain.signal(),
         draining: drain.is_draining(),
+        timer: Box::pin(tokio::time::sleep_until(
+            accepted + limits.header_read_timeout,
+        )),
     };
-    let accepted = Instant::from_std(info.state.opened());
     let mut first = true;
     loop {
         let head = match conn
@@ -149,6 +152,10 @@ struct Conn<I> {
     out: Out,
     signal: watch::Receiver<bool>,
     draining: bool,
+    /// The head and idle deadline, kept from request to request: moving
+    /// a registered timer later costs a store, where a new one per
+    /// request was an insert into the timer wheel and a removal.
+    timer: Pin<Box<Sleep>>,
 }
 
 impl<I: Transport> Conn<I> {
@@ -163,8 +170,6 @@ impl<I: Transport> Conn<I> {
         let deadline = |since: Option<Instant>| {
             since.map_or(idle_until, |since| since + limits.header_read_timeout)
         };
-        let sleep = tokio::time::sleep_until(deadline(head_since));
-        tokio::pin!(sleep);
         loop {
             if !self.buf.is_empty() {
                 let preface = self.buf.len().min(H2_PREFACE.len());
@@ -184,8 +189,8 @@ impl<I: Transport> Conn<I> {
                     }
                 }
             }
-            if sleep.deadline() != deadline(head_since) {
-                sleep.as_mut().reset(deadline(head_since));
+            if self.timer.deadline() != deadline(head_since) {
+                self.timer.as_mut().reset(deadline(head_since));
             }
             tokio::select! {
                 biased;
@@ -195,7 +200,7 @@ impl<I: Transport> Conn<I> {
                         head_since.get_or_insert_with(Instant::now);
                     }
                 },
-                () = &mut sleep => {
+                () = &mut self.timer => {
                     return if self.buf.is_empty() {
                         Next::Close
                     } else {
@@ -438,14 +443,14 @@ fn fill<I: AsyncRead + Unpin>(
     tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
 
-type Handler<'a> = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
+type Handler<'a> = Pin<Box<dyn Future<Output = Response<Observed>> + Send + 'a>>;
 
 enum Phase<'a> {
     /// Waiting for the request path's response.
     Handler(Handler<'a>),
     /// Writing its body.
     Body {
-        body: Body,
+        body: Observed,
         framing: BodyFraming,
         /// Body bytes queued so far.
         sent: u64,
@@ -603,13 +608,16 @@ impl Exchange<'_> {
     }
 
     /// Queues the response head and moves on to its body.
-    fn start<I: Transport>(&mut self, conn: &mut Conn<I>, mut response: Response<Body>) {
+    fn start<I: Transport>(&mut self, conn: &mut Conn<I>, mut response: Response<Observed>) {
         // An interim answer in place of a final one would leave the client
         // waiting for the real one: only 101 leaves the handler as 1xx.
         if response.status().is_informational()
             && response.status() != StatusCode::SWITCHING_PROTOCOLS
         {
-            response = Reject::UpstreamFailed.response();
+            let (parts, body) = Reject::UpstreamFailed.response().into_parts();
+            let mut observed = response.into_body();
+            observed.replace(body);
+            response = Response::from_parts(parts, observed);
         }
         let (mut parts, body) = response.into_parts();
         let draining = conn.draining || *conn.signal.borrow();

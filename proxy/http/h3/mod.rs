@@ -18,8 +18,8 @@ use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::body::Body;
 use super::conn::ConnInfo;
+use super::observe::Observed;
 use crate::app::App;
 use crate::drain::Drain;
 use crate::snapshot::Limits;
@@ -196,7 +196,7 @@ async fn serve_request(resolver: Resolver, info: Arc<ConnInfo>, app: Arc<App>, l
 }
 
 /// Sends the head, streams the body's frames, then trailers, then FIN.
-async fn respond(send: &mut SendStream, response: Response<Body>) -> Result<(), RespondError> {
+async fn respond(send: &mut SendStream, response: Response<Observed>) -> Result<(), RespondError> {
     let (mut parts, mut body) = response.into_parts();
     strip_connection_headers(&mut parts.headers);
     send.send_response(Response::from_parts(parts, ())).await?;
