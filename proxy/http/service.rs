@@ -188,10 +188,12 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     {
         return id.clone();
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 32];
-    let random = (u128::from(fastrand::u64(..)) << 64) | u128::from(fastrand::u64(..));
-    for (i, digit) in id.iter_mut().enumerate() {
-        *digit = b"0123456789abcdef"[(random >> (124 - 4 * i)) as usize & 0xf];
+    let random = fastrand::u128(..).to_le_bytes();
+    for (pair, byte) in id.chunks_exact_mut(2).zip(random) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
     HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }

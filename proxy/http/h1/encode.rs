@@ -51,19 +51,37 @@ pub fn plan(
     hint: &SizeHint,
     asked: Asked,
 ) -> (BodyFraming, bool) {
+    // One pass over the names, so that the fields a response rarely
+    // carries (a proxied one has lost them already) cost no lookups.
+    let (mut connection, mut keep_alive_field, mut transfer_encoding) = (false, false, false);
+    for name in headers.keys() {
+        match name.as_str() {
+            "connection" => connection = true,
+            "keep-alive" => keep_alive_field = true,
+            "transfer-encoding" => transfer_encoding = true,
+            _ => {}
+        }
+    }
     let mut keep_alive = asked.keep_alive
-        && !headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v, b"close"));
-    headers.remove(header::TRANSFER_ENCODING);
+        && !(connection
+            && headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .any(|v| has_token(v, b"close")));
+    if transfer_encoding {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
         // The connection leaves HTTP/1 (or, unasked for, closes).
         return (BodyFraming::None, false);
     }
-    headers.remove(header::CONNECTION);
-    headers.remove(&KEEP_ALIVE);
+    if connection {
+        headers.remove(header::CONNECTION);
+    }
+    if keep_alive_field {
+        headers.remove(&KEEP_ALIVE);
+    }
     let framing = if status.is_informational() || status == StatusCode::NO_CONTENT {
         headers.remove(header::CONTENT_LENGTH);
         BodyFraming::None
@@ -422,6 +440,41 @@ mod tests {
             asked(Version::HTTP_11, false),
         );
         assert!(!got.1);
+    }
+
+    #[test]
+    fn framing_fields_are_weirs() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "007"),
+            ("x-kept", "1"),
+        ] {
+            headers.append(
+                header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let unknown = SizeHint::default();
+        let got = plan(
+            StatusCode::OK,
+            &mut headers,
+            &unknown,
+            asked(Version::HTTP_11, false),
+        );
+        assert_eq!(got, (BodyFraming::Length(7), true));
+        let mut left: Vec<_> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [("content-length", &b"7"[..]), ("x-kept", &b"1"[..])],
+            "framing fields gone, the length in its plain form"
+        );
     }
 
     #[test]
