@@ -897,15 +897,8 @@ fn split_responses(mut raw: &[u8]) -> Vec<(String, Vec<u8>)> {
 
 /// Writes `request` on a new connection and reads until the server closes.
 async fn raw_exchange(addr: SocketAddr, request: &str) -> Vec<u8> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
-        .await
-        .expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("the server ends the exchange in time")
-        .expect("read");
+    let (raw, closed) = support::raw_bytes(addr, request.as_bytes(), Duration::from_secs(10)).await;
+    assert!(closed, "the server ends the exchange in time");
     raw
 }
 

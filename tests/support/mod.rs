@@ -271,20 +271,32 @@ pub async fn first_answer(stream: &mut TcpStream) -> String {
 }
 
 pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
+    let (out, closed) = raw_bytes(addr, bytes, wait).await;
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+/// Writes `bytes` on a new connection and reads until the server closes
+/// it or `wait` passes (then `false`), keeping binary bodies intact.
+pub async fn raw_bytes(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (Vec<u8>, bool) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(bytes).await.expect("write");
-    read_until_closed(&mut stream, wait).await
+    read_bytes_until_closed(&mut stream, wait).await
 }
 
 pub async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> (String, bool) {
+    let (out, closed) = read_bytes_until_closed(stream, wait).await;
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+async fn read_bytes_until_closed(stream: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+            Err(_) => return (out, false),
         }
     }
 }
