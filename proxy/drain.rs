@@ -2,6 +2,8 @@
 //! watches, and a count of the tasks still running so `wait` can tell when
 //! the last in-flight request has finished.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,7 +69,24 @@ impl Drain {
     pub fn is_draining(&self) -> bool {
         *self.signal.borrow()
     }
+
+    /// A future that resolves when the drain starts, made once per
+    /// connection and polled again at each wait: it stays registered with
+    /// the signal in between, where a `changed()` per wait registered a
+    /// waiter and removed it every time. Not to be polled once resolved.
+    pub fn drained(&self) -> Drained {
+        let mut signal = self.signal.clone();
+        Box::pin(async move {
+            // The control gone without a drain: none will come.
+            if signal.wait_for(|&draining| draining).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
 }
+
+/// See [`Drain::drained`].
+pub type Drained = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl DrainControl {
     pub fn start(&self) {

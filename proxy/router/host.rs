@@ -25,18 +25,27 @@ impl HostMatch {
 /// The request's host, lowercased, without port or trailing dot. `None`
 /// when the value is not a plausible host.
 pub fn normalize(raw: &str) -> Option<String> {
-    let host = if raw.starts_with('[') {
+    let bytes = raw.as_bytes();
+    let end = if bytes.first() == Some(&b'[') {
         // IPv6 literal: keep the brackets, drop the port.
-        &raw[..=raw.find(']')?]
+        bytes.iter().position(|&b| b == b']')? + 1
     } else {
-        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+        bytes
+            .iter()
+            .rposition(|&b| b == b':')
+            .unwrap_or(bytes.len())
     };
-    let host = host.strip_suffix('.').unwrap_or(host);
+    let mut host = &bytes[..end];
+    if let [rest @ .., b'.'] = host {
+        host = rest;
+    }
     let valid = !host.is_empty()
-        && host.bytes().all(|b| {
+        && host.iter().all(|&b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
         });
-    valid.then(|| host.to_ascii_lowercase())
+    // Only ASCII passed: the bytes are a str.
+    let host = std::str::from_utf8(host).ok().filter(|_| valid)?;
+    Some(host.to_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use super::exchange::Outgoing;
+use super::pool::Attempt;
 use crate::config::schema::{Protocol, UpstreamTls};
 use crate::http::body::Body;
 
@@ -49,41 +50,56 @@ pub enum SendError {
     Plain(#[from] super::pool::SendError),
     #[error(transparent)]
     General(#[from] hyper_util::client::legacy::Error),
+    /// The general client gave no response by the attempt's deadline.
+    #[error("no response from the upstream in time")]
+    TimedOut,
 }
 
 impl SendError {
     /// No connection could be opened, so nothing was sent.
     pub fn is_connect(&self) -> bool {
+        use super::pool::SendError as Plain;
         match self {
-            SendError::Plain(e) => !matches!(e, super::pool::SendError::Exchange(_)),
+            SendError::Plain(e) => {
+                matches!(e, Plain::Connect { .. } | Plain::ConnectTimeout { .. })
+            }
             SendError::General(e) => e.is_connect(),
+            SendError::TimedOut => false,
         }
+    }
+
+    /// No response by the attempt's deadline.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            SendError::TimedOut | SendError::Plain(super::pool::SendError::TimedOut { .. })
+        )
     }
 }
 
 impl Pool {
-    /// Sends one request to `addr` (`request.target` is its path and query
-    /// there) over HTTP/1.1, or `version` on the general client.
+    /// Sends one request as `to` says (`request.target` is its path and
+    /// query there) over HTTP/1.1, or `version` on the general client.
     /// Returns the response and whether it went over a pooled connection
     /// (only those can be "stale": closed by the upstream as they were
-    /// reused). `reuse = false` asks for a new connection.
+    /// reused).
     pub async fn send(
         &self,
         scheme: &str,
-        addr: SocketAddr,
+        to: Attempt,
         request: Outgoing<'_>,
         version: Version,
         body: Body,
-        reuse: bool,
     ) -> (Result<Response<Body>, SendError>, bool) {
         match self {
             Pool::Plain(pool) => {
-                let (sent, reused) = pool.send(addr, request, body, reuse).await;
+                let (sent, reused) = pool.send(to, request, body).await;
                 let sent = sent.map(|r| r.map(|b| b.boxed())).map_err(SendError::from);
                 (sent, reused)
             }
             Pool::General(client) => {
-                let Ok(uri) = Uri::try_from(format!("{scheme}://{addr}{}", request.target)) else {
+                let Ok(uri) = Uri::try_from(format!("{scheme}://{}{}", to.addr, request.target))
+                else {
                     return (Err(bad_target()), false);
                 };
                 let mut req = Request::new(body);
@@ -91,7 +107,11 @@ impl Pool {
                 *req.version_mut() = version;
                 *req.uri_mut() = uri;
                 *req.headers_mut() = request.headers.clone();
-                let (sent, connected) = track_connects(client.request(req)).await;
+                let attempt =
+                    tokio::time::timeout_at(to.deadline, track_connects(client.request(req)));
+                let Ok((sent, connected)) = attempt.await else {
+                    return (Err(SendError::TimedOut), true);
+                };
                 let sent = sent
                     .map(|r| r.map(|b| b.map_err(std::io::Error::other).boxed()))
                     .map_err(SendError::from);

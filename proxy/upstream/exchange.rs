@@ -13,7 +13,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
+use smallvec::SmallVec;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use crate::http::body::Body;
 use crate::http::h1::body::{Decoded, Decoder};
@@ -42,6 +44,10 @@ pub struct Outgoing<'a> {
 pub struct Connection {
     pub io: TcpStream,
     buf: BytesMut,
+    /// The deadline of the exchange in progress, kept from one exchange to
+    /// the next: moving a registered timer later is a store, where a new
+    /// one per request was an insert into the timer wheel and a removal.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,9 @@ pub enum ExchangeError {
     Io(#[source] std::io::Error),
     #[error("malformed response from the upstream: {0}")]
     Malformed(&'static str),
+    /// No response head by the deadline.
+    #[error("no response from the upstream in time")]
+    TimedOut,
 }
 
 impl Connection {
@@ -59,6 +68,7 @@ impl Connection {
         Connection {
             io,
             buf: BytesMut::new(),
+            timer: None,
         }
     }
 
@@ -81,14 +91,24 @@ impl Connection {
         }
     }
 
-    /// Sends `request` and its body, and reads the response head. The
-    /// connection is then in the response body, or handed back with a
-    /// body-less response.
+    /// Sends `request` and its body, and reads the response head, which
+    /// must come by `deadline`. The connection is then in the response
+    /// body, or handed back with a body-less response.
     pub async fn send(
         mut self,
         request: Outgoing<'_>,
         mut body: Body,
+        deadline: Instant,
     ) -> Result<(Response<()>, ResponseBody), ExchangeError> {
+        let mut timer = match self.timer.take() {
+            Some(mut timer) => {
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
         let head_request = *request.method == Method::HEAD;
         let mut out = Out::default();
         let framing = request_head(&mut out.buf, request, &body);
@@ -164,11 +184,15 @@ impl Connection {
                     Poll::Pending => {}
                 }
                 if !progress {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(ExchangeError::TimedOut));
+                    }
                     return Poll::Pending;
                 }
             }
         })
         .await?;
+        self.timer = Some(timer);
         let Head {
             response,
             framing: response_framing,
@@ -191,6 +215,15 @@ impl Connection {
         };
         Ok((response, body))
     }
+}
+
+/// Where a field's name and value lie in the head.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    name: usize,
+    name_len: usize,
+    value: usize,
+    value_len: usize,
 }
 
 /// What the response head said.
@@ -286,16 +319,14 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
         };
         let start = buf.as_ptr() as usize;
         let count = parsed.headers.len();
-        let spans: Vec<_> = parsed
+        let spans: SmallVec<[Span; FEW_HEADERS]> = parsed
             .headers
             .iter()
-            .map(|field| {
-                (
-                    field.name.as_ptr() as usize - start,
-                    field.name.len(),
-                    field.value.as_ptr() as usize - start,
-                    field.value.len(),
-                )
+            .map(|field| Span {
+                name: field.name.as_ptr() as usize - start,
+                name_len: field.name.len(),
+                value: field.value.as_ptr() as usize - start,
+                value_len: field.value.len(),
             })
             .collect();
         let bytes = buf.split_to(len).freeze();
@@ -303,13 +334,16 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
         // Alt-Svc, HSTS) without growing the map.
         let mut headers = HeaderMap::with_capacity(count + 4);
         let mut length: Option<u64> = None;
+        let mut transfer_encoding = false;
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;
-        for &(name_at, name_len, value_at, value_len) in &spans {
-            let name = HeaderName::from_bytes(&bytes[name_at..name_at + name_len])
+        for span in &spans {
+            let name = HeaderName::from_bytes(&bytes[span.name..span.name + span.name_len])
                 .map_err(|_| ExchangeError::Malformed("header name"))?;
-            let value = HeaderValue::from_maybe_shared(bytes.slice(value_at..value_at + value_len))
-                .map_err(|_| ExchangeError::Malformed("header value"))?;
+            let value = HeaderValue::from_maybe_shared(
+                bytes.slice(span.value..span.value + span.value_len),
+            )
+            .map_err(|_| ExchangeError::Malformed("header value"))?;
             if name == header::CONTENT_LENGTH {
                 let n = content_length(value.as_bytes())
                     .ok_or(ExchangeError::Malformed("Content-Length"))?;
@@ -318,6 +352,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
                 }
                 length = Some(n);
             } else if name == header::TRANSFER_ENCODING {
+                transfer_encoding = true;
                 chunked = tokens(value.as_bytes())
                     .next_back()
                     .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
@@ -325,16 +360,29 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
                     // Some other coding last: delimited by the close.
                     close = true;
                 }
+                // Framing is this connection's alone: the client's side
+                // gets its own.
+                continue;
             } else if name == header::CONNECTION {
+                let mut names_others = false;
                 for token in tokens(value.as_bytes()) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive")
-                        && version == Version::HTTP_10
-                    {
-                        close = false;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        if version == Version::HTTP_10 {
+                            close = false;
+                        }
+                    } else {
+                        names_others = true;
                     }
                 }
+                // Hop-by-hop: kept only when it names fields that must go
+                // with it (`forward::strip_hop_by_hop` removes them all).
+                if !names_others {
+                    continue;
+                }
+            } else if name.as_str() == "keep-alive" {
+                continue;
             }
             headers.append(name, value);
         }
@@ -344,7 +392,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
             || status == StatusCode::SWITCHING_PROTOCOLS;
         let framing = if no_body {
             Some(Framing::Empty)
-        } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        } else if transfer_encoding {
             // Transfer-Encoding wins over Content-Length (RFC 9112 6.3);
             // such a connection is not trusted again.
             if length.is_some() {

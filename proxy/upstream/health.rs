@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::exchange::Outgoing;
+use super::pool::Attempt;
 
 use super::Service;
 use crate::config::schema::Health;
@@ -141,15 +142,16 @@ async fn probe(service: &Service, addr: SocketAddr, check: &Health) -> bool {
         headers: &headers,
     };
     let version = http::Version::HTTP_11;
-    match tokio::time::timeout(
-        check.timeout.0,
-        service
-            .pool
-            .send(service.scheme, addr, request, version, body::empty(), true),
-    )
-    .await
-    {
-        Ok((Ok(response), _)) => {
+    let to = Attempt {
+        addr,
+        reuse: true,
+        deadline: tokio::time::Instant::now() + check.timeout.0,
+    };
+    let sent = service
+        .pool
+        .send(service.scheme, to, request, version, body::empty());
+    match sent.await {
+        (Ok(response), _) => {
             let ok = response.status().is_success() || response.status().is_redirection();
             // Drain so the pooled connection can be reused.
             let _ = tokio::time::timeout(

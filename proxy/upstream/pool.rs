@@ -48,9 +48,22 @@ pub enum SendError {
     },
     #[error("connect to {addr}: timed out after {CONNECT_TIMEOUT:?}")]
     ConnectTimeout { addr: SocketAddr },
+    /// No response head by the attempt's deadline (connecting included).
+    #[error("no response from {addr} in time")]
+    TimedOut { addr: SocketAddr },
     /// The HTTP exchange failed (before or after the request was sent).
     #[error("upstream exchange")]
-    Exchange(#[from] ExchangeError),
+    Exchange(#[source] ExchangeError),
+}
+
+/// Where an attempt goes, and by when its response head must come.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    pub addr: SocketAddr,
+    /// `false` opens a new connection whatever is idle (the retry after a
+    /// stale one).
+    pub reuse: bool,
+    pub deadline: Instant,
 }
 
 /// The idle connections of a service, by endpoint (a service has few
@@ -83,29 +96,33 @@ impl Pool {
         Arc::new(Pool::default())
     }
 
-    /// Sends `request` and `body` to `addr`. `reuse = false` opens a new
-    /// connection whatever is idle. Returns the response and whether it
-    /// went over a pooled connection (only those can be stale: closed by
-    /// the upstream as they were taken).
+    /// Sends `request` and `body` as `to` says. Returns the response and
+    /// whether it went over a pooled connection (only those can be stale:
+    /// closed by the upstream as they were taken).
     pub async fn send(
         self: &Arc<Self>,
-        addr: SocketAddr,
+        to: Attempt,
         request: Outgoing<'_>,
         body: Body,
-        reuse: bool,
     ) -> (Result<Response<PooledBody>, SendError>, bool) {
+        let Attempt {
+            addr,
+            reuse,
+            deadline,
+        } = to;
         let pooled = if reuse { self.take(addr) } else { None };
         let reused = pooled.is_some();
         let conn = match pooled {
             Some(conn) => conn,
-            None => match connect(addr).await {
+            None => match connect(addr, deadline).await {
                 Ok(conn) => conn,
                 Err(e) => return (Err(e), false),
             },
         };
-        let (head, body) = match conn.send(request, body).await {
+        let (head, body) = match conn.send(request, body, deadline).await {
             Ok(sent) => sent,
-            Err(e) => return (Err(e.into()), reused),
+            Err(ExchangeError::TimedOut) => return (Err(SendError::TimedOut { addr }), reused),
+            Err(e) => return (Err(SendError::Exchange(e)), reused),
         };
         if head.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // The connection belongs to the tunnel now.
@@ -185,12 +202,17 @@ impl Pool {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<Connection, SendError> {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => return Err(SendError::Connect { addr, source }),
-        Err(_) => return Err(SendError::ConnectTimeout { addr }),
-    };
+/// Opens a connection within `CONNECT_TIMEOUT`, and by the attempt's
+/// `deadline` when that comes first.
+async fn connect(addr: SocketAddr, deadline: Instant) -> Result<Connection, SendError> {
+    let connect_by = Instant::now() + CONNECT_TIMEOUT;
+    let stream =
+        match tokio::time::timeout_at(deadline.min(connect_by), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(SendError::Connect { addr, source }),
+            Err(_) if deadline < connect_by => return Err(SendError::TimedOut { addr }),
+            Err(_) => return Err(SendError::ConnectTimeout { addr }),
+        };
     let _ = stream.set_nodelay(true);
     Ok(Connection::new(stream))
 }
@@ -308,7 +330,12 @@ mod tests {
             target,
             headers: &parts.headers,
         };
-        pool.send(addr, request, body, reuse).await
+        let to = Attempt {
+            addr,
+            reuse,
+            deadline: Instant::now() + Duration::from_secs(30),
+        };
+        pool.send(to, request, body).await
     }
 
     fn get(path: &'static str) -> Request<Body> {

@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::exchange::Outgoing;
+use super::pool::Attempt;
 use super::{Service, forward, retry, select, tunnel};
 use crate::config::schema::Protocol;
 use crate::http::body::{self, Body, BoxError, RequestBody};
@@ -117,7 +118,8 @@ pub async fn proxy<B: RequestBody>(
     let key = select::hash_key(&service.load_balance, &parts.headers, conn.peer.ip());
     let timeout = route.options.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let try_timeout = route.options.try_timeout.unwrap_or(timeout);
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let version = match service.protocol {
         Protocol::H2c => Version::HTTP_2,
         _ => Version::HTTP_11,
@@ -130,7 +132,8 @@ pub async fn proxy<B: RequestBody>(
     // Retries pick from a cursor of their own, so the shared one moves once
     // per request and a dead endpoint does not catch every first attempt.
     let retry_cursor = select::Cursor::default();
-    let mut tried: Vec<SocketAddr> = Vec::new();
+    // Inline: most requests try one endpoint, and that costs no allocation.
+    let mut tried: smallvec::SmallVec<[SocketAddr; 4]> = smallvec::SmallVec::new();
     let mut last = None;
     let mut again_on: Option<Arc<super::Endpoint>> = None;
     let mut stale_retried = false;
@@ -176,24 +179,26 @@ pub async fn proxy<B: RequestBody>(
             headers: &parts.headers,
         };
 
-        let limit = try_timeout.min(deadline.saturating_duration_since(Instant::now()));
-        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        // The second try after a stale pooled connection opens a new one.
-        let reuse = !again;
-        let sent = tokio::time::timeout(
-            limit,
-            service
-                .pool
-                .send(service.scheme, endpoint.addr, request, version, body, reuse),
-        )
-        .await;
-        let (sent, reused) = match sent {
-            Ok((sent, reused)) => (Ok(sent), reused),
-            Err(elapsed) => (Err(elapsed), true),
+        // The first attempt's clock is the request's; a retry's starts now.
+        let now = if tried.len() == 1 && !again {
+            started
+        } else {
+            Instant::now()
         };
+        let to = Attempt {
+            addr: endpoint.addr,
+            // The second try after a stale pooled connection opens a new one.
+            reuse: !again,
+            deadline: (now + try_timeout).min(deadline),
+        };
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        let (sent, reused) = service
+            .pool
+            .send(service.scheme, to, request, version, body)
+            .await;
         endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
         let failure = match sent {
-            Ok(Ok(response)) => {
+            Ok(response) => {
                 region.attempts.ok();
                 // Passive outlier ejection: a gateway error from the
                 // upstream counts as a failure, any other answer as success.
@@ -208,12 +213,12 @@ pub async fn proxy<B: RequestBody>(
                     compression,
                 );
             }
-            Ok(Err(e)) => match classify(&e) {
+            Err(e) if e.is_timeout() => Failure::Timeout,
+            Err(e) => match classify(&e) {
                 Some(failure) => failure,
                 // The client's own body was malformed: its fault, not the upstream's.
                 None => return (Reject::BadRequest.response(), None),
             },
-            Err(_) => Failure::Timeout,
         };
         if failure == Failure::Failed {
             tracing::debug!(service = %service.name, endpoint = %endpoint.addr, "upstream request failed");
@@ -294,6 +299,7 @@ fn classify(error: &super::client::SendError) -> Option<Failure> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = match error {
         super::client::SendError::Plain(e) => Some(e),
         super::client::SendError::General(e) => Some(e),
+        super::client::SendError::TimedOut => None,
     };
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

@@ -9,6 +9,7 @@ use std::mem::MaybeUninit;
 use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Uri, Version};
+use smallvec::SmallVec;
 
 /// Header fields a head may carry; more is 431, as for a head too large.
 pub const MAX_HEADERS: usize = 100;
@@ -75,7 +76,8 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadE
     let at = |piece: &[u8]| (piece.as_ptr() as usize - start, piece.len());
     let target = at(request.path.unwrap_or("").as_bytes());
     let count = request.headers.len();
-    let spans: Vec<_> = request
+    // Inline for the usual few fields: no allocation.
+    let spans: SmallVec<[_; 16]> = request
         .headers
         .iter()
         .map(|field| (at(field.name.as_bytes()), at(field.value)))

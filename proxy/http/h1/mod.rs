@@ -36,7 +36,7 @@ use super::error::Reject;
 use super::observe::Observed;
 use super::sendfile::{FileSlice, Transport};
 use crate::app::App;
-use crate::drain::Drain;
+use crate::drain::{Drain, Drained};
 use crate::snapshot::Limits;
 
 /// What an HTTP/2 connection starts with (RFC 9113 3.4).
@@ -76,6 +76,7 @@ where
         buf: BytesMut::new(),
         out: Out::default(),
         signal: drain.signal(),
+        drained: drain.drained(),
         draining: drain.is_draining(),
         timer: Box::pin(tokio::time::sleep_until(
             accepted + limits.header_read_timeout,
@@ -151,6 +152,7 @@ struct Conn<I> {
     buf: BytesMut,
     out: Out,
     signal: watch::Receiver<bool>,
+    drained: Drained,
     draining: bool,
     /// The head and idle deadline, kept from request to request: moving
     /// a registered timer later costs a store, where a new one per
@@ -207,7 +209,7 @@ impl<I: Transport> Conn<I> {
                         Next::Refuse(Reject::HeadTimeout)
                     };
                 }
-                _ = self.signal.changed(), if !self.draining => {
+                () = &mut self.drained, if !self.draining => {
                     self.draining = true;
                     if self.buf.is_empty() {
                         return Next::Close;
