@@ -2,9 +2,9 @@
 //! watches, and a count of the tasks still running so `wait` can tell when
 //! the last in-flight request has finished.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -13,14 +13,65 @@ use tokio::sync::{Notify, watch};
 #[derive(Debug)]
 pub struct Drain {
     signal: watch::Receiver<bool>,
+    shared: Arc<Shared>,
     live: Arc<Notify>,
     _token: Arc<()>,
+}
+
+/// The drain flag, and the wakers of the connections waiting on it.
+#[derive(Debug, Default)]
+struct Shared {
+    draining: AtomicBool,
+    slots: Mutex<Vec<Weak<Slot>>>,
+}
+
+/// Where a connection leaves its waker while it waits.
+type Slot = Mutex<Option<Waker>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A connection's view of the drain: a flag to read and a waker to leave,
+/// where a watch `changed()` per wait registered a waiter and removed it
+/// again under the channel's lock every time.
+#[derive(Debug)]
+pub struct Watch {
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+}
+
+impl Watch {
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// Ready once the drain has started; otherwise the task is woken when
+    /// it does.
+    pub fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_draining() {
+            return Poll::Ready(());
+        }
+        {
+            let mut waker = lock(&self.slot);
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
+            }
+        }
+        // Started while the waker was being left: it may have been missed.
+        if self.is_draining() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 impl Clone for Drain {
     fn clone(&self) -> Self {
         Drain {
             signal: self.signal.clone(),
+            shared: self.shared.clone(),
             live: self.live.clone(),
             _token: self._token.clone(),
         }
@@ -37,6 +88,7 @@ impl Drop for Drain {
 #[derive(Debug)]
 pub struct DrainControl {
     signal: watch::Sender<bool>,
+    shared: Arc<Shared>,
     live: Arc<Notify>,
     token: Arc<()>,
 }
@@ -45,14 +97,17 @@ pub fn channel() -> (DrainControl, Drain) {
     let (tx, rx) = watch::channel(false);
     let live = Arc::new(Notify::new());
     let token = Arc::new(());
+    let shared = Arc::new(Shared::default());
     let drain = Drain {
         signal: rx,
+        shared: shared.clone(),
         live: live.clone(),
         _token: token.clone(),
     };
     (
         DrainControl {
             signal: tx,
+            shared,
             live,
             token,
         },
@@ -70,27 +125,33 @@ impl Drain {
         *self.signal.borrow()
     }
 
-    /// A future that resolves when the drain starts, made once per
-    /// connection and polled again at each wait: it stays registered with
-    /// the signal in between, where a `changed()` per wait registered a
-    /// waiter and removed it every time. Not to be polled once resolved.
-    pub fn drained(&self) -> Drained {
-        let mut signal = self.signal.clone();
-        Box::pin(async move {
-            // The control gone without a drain: none will come.
-            if signal.wait_for(|&draining| draining).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
+    /// One connection's view of the drain, cheap to poll at every wait.
+    pub fn watch(&self) -> Watch {
+        let slot = Arc::new(Mutex::new(None));
+        let mut slots = lock(&self.shared.slots);
+        // Closed connections' slots go when the list would grow, so it
+        // stays within about twice the open connections.
+        if slots.len() == slots.capacity() {
+            slots.retain(|slot| slot.strong_count() > 0);
+        }
+        slots.push(Arc::downgrade(&slot));
+        Watch {
+            shared: self.shared.clone(),
+            slot,
+        }
     }
 }
-
-/// See [`Drain::drained`].
-pub type Drained = Pin<Box<dyn Future<Output = ()> + Send>>;
-
 impl DrainControl {
     pub fn start(&self) {
+        self.shared.draining.store(true, Ordering::Release);
         let _ = self.signal.send(true);
+        let wakers: Vec<Waker> = lock(&self.shared.slots)
+            .iter()
+            .filter_map(|slot| lock(&*slot.upgrade()?).take())
+            .collect();
+        for waker in wakers {
+            waker.wake();
+        }
     }
 
     /// Tasks (handles) still alive, not counting the control itself.
@@ -115,5 +176,51 @@ impl DrainControl {
             let tick = deadline.min(now + Duration::from_millis(20));
             let _ = tokio::time::timeout_at(tick, self.live.notified()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_waiting_watch_is_woken_by_the_start() {
+        let (control, drain) = channel();
+        let watch = drain.watch();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(watch.poll_drained(&mut cx).is_pending());
+        // Polled again with the same waker: still one registration.
+        assert!(watch.poll_drained(&mut cx).is_pending());
+        assert!(!watch.is_draining());
+        control.start();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(watch.is_draining());
+        assert!(watch.poll_drained(&mut cx).is_ready());
+        // A watch made after the start is drained at once.
+        assert!(drain.watch().poll_drained(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn closed_connections_leave_no_slots_behind() {
+        let (_control, drain) = channel();
+        let kept: Vec<Watch> = (0..10).map(|_| drain.watch()).collect();
+        for _ in 0..10_000 {
+            drop(drain.watch());
+        }
+        let slots = lock(&drain.shared.slots).len();
+        assert!(slots <= 2 * kept.len() + 16, "{slots} slots");
     }
 }

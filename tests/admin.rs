@@ -318,3 +318,36 @@ async fn readiness_turns_503_while_draining_and_in_flight_finishes() {
         "drained in grace"
     );
 }
+
+#[tokio::test]
+async fn idle_keep_alive_connections_close_when_the_drain_starts() {
+    let mut w = weir()
+        .file("www/index.html", "hello\n")
+        .start(&config(&format!(
+            "[limits]\nshutdown_grace = \"60s\"\nidle_timeout = \"300s\"\n{ROUTES}"
+        )))
+        .await;
+    let addr = w.addr("web");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 4096];
+    let n = tokio::io::AsyncReadExt::read(&mut stream, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    // The connection now waits, idle, for a next request that never comes.
+    let stopped = w.begin_stop();
+    let (rest, closed) = support::read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(closed, "idle connection still open 10 s into the drain");
+    assert!(rest.is_empty(), "{rest:?}");
+    // Far within the grace: nothing kept the drain waiting.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), stopped)
+            .await
+            .unwrap()
+            .unwrap(),
+        "drained in grace"
+    );
+}

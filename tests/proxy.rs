@@ -483,6 +483,51 @@ async fn slow_upstream_is_504_after_the_route_timeout() {
     );
 }
 
+/// Routes `/short/` (timeout 1500 ms) and `/long/` (10 s) to one service
+/// over the same pooled upstream connections.
+fn two_timeouts(endpoint: &str) -> String {
+    config(&format!(
+        "[[routes]]\npath = \"/short/\"\ntimeout = \"1500ms\"\nbackends = [{{ service = \"api\" }}]\n\n\
+         [[routes]]\npath = \"/long/\"\ntimeout = \"10s\"\nbackends = [{{ service = \"api\" }}]\n\n\
+         [services.api]\nendpoints = [\"{endpoint}\"]\n"
+    ))
+}
+
+#[tokio::test]
+async fn a_pooled_connection_takes_each_request_own_timeout() {
+    // An answer after 1 s: within the short route's 1.5 s, and the long
+    // request that follows on the same connection is still waiting when
+    // the short one's deadline passes.
+    let up = Upstream::echo().slow(1_000).start().await;
+    let w = weir().start(&two_timeouts(&up.endpoint())).await;
+    let addr = w.addr("web");
+    assert_eq!(get(addr, "/short/a").await.status, StatusCode::OK);
+    let reply = get(addr, "/long/b").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(up.stats.connections(), 1, "the connection was not reused");
+}
+
+#[tokio::test]
+async fn a_shorter_timeout_holds_on_a_connection_a_longer_one_used() {
+    let up = Upstream::echo().slow(2_000).start().await;
+    let w = weir().start(&two_timeouts(&up.endpoint())).await;
+    let addr = w.addr("web");
+    assert_eq!(get(addr, "/long/a").await.status, StatusCode::OK);
+    let started = Instant::now();
+    let reply = get(addr, "/short/b").await;
+    let took = started.elapsed();
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert!(
+        took >= Duration::from_millis(1_400) && took < Duration::from_millis(1_950),
+        "answered after {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn no_endpoint_is_503_with_retry_after() {
     // A name that never resolves (the DNS server does not exist) leaves the

@@ -35,17 +35,14 @@ pub fn normalize(raw: &str) -> Option<String> {
             .rposition(|&b| b == b':')
             .unwrap_or(bytes.len())
     };
-    let mut host = &bytes[..end];
-    if let [rest @ .., b'.'] = host {
-        host = rest;
-    }
+    // `end` is at an ASCII byte (or the end), so on a character boundary.
+    let host = &raw[..end];
+    let host = host.strip_suffix('.').unwrap_or(host);
     let valid = !host.is_empty()
-        && host.iter().all(|&b| {
+        && host.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
         });
-    // Only ASCII passed: the bytes are a str.
-    let host = std::str::from_utf8(host).ok().filter(|_| valid)?;
-    Some(host.to_ascii_lowercase())
+    valid.then(|| host.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -63,5 +60,9 @@ mod tests {
         assert_eq!(normalize(""), None);
         assert_eq!(normalize("a b"), None);
         assert_eq!(normalize("[::1"), None);
+        // Not ASCII: refused, never split inside a character.
+        assert_eq!(normalize("ex\u{e9}mple.com:80"), None);
+        assert_eq!(normalize("\u{e9}:\u{e9}"), None);
+        assert_eq!(normalize("[\u{e9}]:1"), None);
     }
 }

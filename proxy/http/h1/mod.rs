@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 use self::body::{BodyError, BodySender, Decoded, Decoder, Demand, IncomingBody};
@@ -36,7 +36,7 @@ use super::error::Reject;
 use super::observe::Observed;
 use super::sendfile::{FileSlice, Transport};
 use crate::app::App;
-use crate::drain::{Drain, Drained};
+use crate::drain::{Drain, Watch};
 use crate::snapshot::Limits;
 
 /// What an HTTP/2 connection starts with (RFC 9113 3.4).
@@ -75,8 +75,7 @@ where
         io,
         buf: BytesMut::new(),
         out: Out::default(),
-        signal: drain.signal(),
-        drained: drain.drained(),
+        drain: drain.watch(),
         draining: drain.is_draining(),
         timer: Box::pin(tokio::time::sleep_until(
             accepted + limits.header_read_timeout,
@@ -151,8 +150,7 @@ struct Conn<I> {
     /// Bytes read and not yet used; empty (no allocation) while idle.
     buf: BytesMut,
     out: Out,
-    signal: watch::Receiver<bool>,
-    drained: Drained,
+    drain: Watch,
     draining: bool,
     /// The head and idle deadline, kept from request to request: moving
     /// a registered timer later costs a store, where a new one per
@@ -191,8 +189,12 @@ impl<I: Transport> Conn<I> {
                     }
                 }
             }
-            if self.timer.deadline() != deadline(head_since) {
-                self.timer.as_mut().reset(deadline(head_since));
+            // A timer due earlier than `due` stays as it is, and is moved
+            // on when it fires early: a reset per request cost more than
+            // one early firing per idle timeout.
+            let due = deadline(head_since);
+            if self.timer.deadline() > due {
+                self.timer.as_mut().reset(due);
             }
             tokio::select! {
                 biased;
@@ -203,13 +205,17 @@ impl<I: Transport> Conn<I> {
                     }
                 },
                 () = &mut self.timer => {
+                    if Instant::now() < due {
+                        self.timer.as_mut().reset(due);
+                        continue;
+                    }
                     return if self.buf.is_empty() {
                         Next::Close
                     } else {
                         Next::Refuse(Reject::HeadTimeout)
                     };
                 }
-                () = &mut self.drained, if !self.draining => {
+                () = poll_fn(|cx| self.drain.poll_drained(cx)), if !self.draining => {
                     self.draining = true;
                     if self.buf.is_empty() {
                         return Next::Close;
@@ -300,7 +306,7 @@ impl<I: Transport> Conn<I> {
                 None => Outcome::Close,
             };
         }
-        if !exchange.keep_alive || self.draining || *self.signal.borrow() {
+        if !exchange.keep_alive || self.draining || self.drain.is_draining() {
             return Outcome::Close;
         }
         match exchange.body_end {
@@ -622,7 +628,7 @@ impl Exchange<'_> {
             response = Response::from_parts(parts, observed);
         }
         let (mut parts, body) = response.into_parts();
-        let draining = conn.draining || *conn.signal.borrow();
+        let draining = conn.draining || conn.drain.is_draining();
         let asked = Asked {
             keep_alive: self.asked.keep_alive && !draining,
             ..self.asked
