@@ -165,6 +165,8 @@ async fn path_query_host_and_forwarding_headers_reach_the_upstream() {
             &[
                 ("host", "app.test"),
                 ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-proto", "gopher"),
+                ("x-forwarded-host", "spoofed.test"),
                 ("x-custom", "kept"),
             ],
         ),
@@ -180,6 +182,7 @@ async fn path_query_host_and_forwarding_headers_reach_the_upstream() {
     );
     assert_eq!(seen(&e, "host"), ["app.test"], "Host preserved");
     assert_eq!(seen(&e, "x-forwarded-for"), ["203.0.113.7, 127.0.0.1"]);
+    // What the client claimed about its own hop is replaced, not added to.
     assert_eq!(seen(&e, "x-forwarded-proto"), ["http"]);
     assert_eq!(seen(&e, "x-forwarded-host"), ["app.test"]);
     assert_eq!(seen(&e, "x-custom"), ["kept"]);
@@ -256,6 +259,17 @@ async fn request_id_is_kept_or_generated_and_returned() {
         ids.insert(upstream_ids[0].clone());
     }
     assert_eq!(ids.len(), 2, "generated ids differ");
+
+    // An id that is no id (a space in it) is replaced, upstream and back.
+    let reply = send(
+        w.addr("web"),
+        request("GET", "/api/id", &[("x-request-id", "a b")]),
+    )
+    .await;
+    let upstream_ids = seen(&echo(&reply), "x-request-id");
+    assert_eq!(upstream_ids.len(), 1, "{upstream_ids:?}");
+    assert_ne!(upstream_ids[0], "a b");
+    assert_eq!(reply.header("x-request-id"), Some(upstream_ids[0].as_str()));
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use crate::http::rate_limit::Decision;
 use crate::router::{self, Route};
 use crate::snapshot::{AccessLog, Snapshot};
 
-const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+use crate::upstream::proxy::REQUEST_ID;
 
 pub async fn handle<B: RequestBody>(
     mut req: Request<B>,
@@ -29,10 +29,8 @@ pub async fn handle<B: RequestBody>(
     let conn = InFlight::start(conn);
     conn.count_open(protocol(req.version()), app);
     let snapshot = app.snapshot();
-    let request_id = request_id(req.headers());
     // Upstreams see the same id the client gets back.
-    req.headers_mut()
-        .insert(REQUEST_ID.clone(), request_id.clone());
+    let (request_id, made) = request_id(req.headers_mut());
     let host = request_host(&req);
     let log = (snapshot.access_log != AccessLog::Off).then(|| {
         Box::new(LogFields {
@@ -48,7 +46,9 @@ pub async fn handle<B: RequestBody>(
     });
 
     let head = req.method() == http::Method::HEAD;
-    let (mut response, route, upstream) = dispatch(req, &conn, &snapshot, host.as_deref()).await;
+    let made = made.then_some(&request_id);
+    let (mut response, route, upstream) =
+        dispatch(req, made, &conn, &snapshot, host.as_deref()).await;
     if head {
         // Same headers as GET (Content-Length included), never a body.
         *response.body_mut() = super::body::empty();
@@ -96,6 +96,7 @@ type Dispatched = (
 
 async fn dispatch<B: RequestBody>(
     req: Request<B>,
+    made_id: Option<&HeaderValue>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
     host: Option<&str>,
@@ -170,7 +171,8 @@ async fn dispatch<B: RequestBody>(
             (response, None)
         }
         Target::Service(service) => {
-            crate::upstream::proxy::proxy(req, route, service, conn, &snapshot.compression).await
+            let compression = &snapshot.compression;
+            crate::upstream::proxy::proxy(req, made_id, route, service, conn, compression).await
         }
     };
     if let Some(cookie) = pin {
@@ -179,14 +181,21 @@ async fn dispatch<B: RequestBody>(
     (response, Some((route.clone(), index)), upstream)
 }
 
-/// `X-Request-Id` from the client when it is sane, else a new random one.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(id) = headers.get(&REQUEST_ID)
-        && !id.is_empty()
-        && id.len() <= 128
-        && id.as_bytes().iter().all(|b| b.is_ascii_graphic())
-    {
-        return id.clone();
+/// `X-Request-Id` from the client when it is sane (false), else a new
+/// random one (true), with any insane one removed from `headers`.
+fn request_id(headers: &mut HeaderMap) -> (HeaderValue, bool) {
+    match headers.get(&REQUEST_ID) {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 128
+                && id.as_bytes().iter().all(|b| b.is_ascii_graphic()) =>
+        {
+            return (id.clone(), false);
+        }
+        Some(_) => {
+            headers.remove(&REQUEST_ID);
+        }
+        None => {}
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 32];
@@ -195,7 +204,8 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         pair[0] = HEX[usize::from(byte >> 4)];
         pair[1] = HEX[usize::from(byte & 0xf)];
     }
-    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let id = HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    (id, true)
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute

@@ -106,7 +106,11 @@ impl Pool {
                 *req.method_mut() = request.method.clone();
                 *req.version_mut() = version;
                 *req.uri_mut() = uri;
-                *req.headers_mut() = request.headers.clone();
+                let mut headers = request.headers.clone();
+                for (name, value) in request.added {
+                    headers.append(name.clone(), value.clone());
+                }
+                *req.headers_mut() = headers;
                 let attempt =
                     tokio::time::timeout_at(to.deadline, track_connects(client.request(req)));
                 let Ok((sent, connected)) = attempt.await else {

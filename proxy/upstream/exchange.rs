@@ -27,6 +27,9 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 const FEW_HEADERS: usize = 24;
 const READ: usize = 16 * 1024;
+/// The largest request buffer a connection keeps from one exchange to the
+/// next.
+const KEPT_OUT: usize = 4 * 1024;
 
 /// A request as it goes upstream, ahead of its body: borrowed from the
 /// client's request, so a retry sends the same without a copy.
@@ -35,8 +38,10 @@ pub struct Outgoing<'a> {
     pub method: &'a Method,
     /// Origin form: path and query.
     pub target: &'a str,
-    /// The fields as they go upstream (hop-by-hop removed, forwarding added).
+    /// The client's fields as they go upstream (hop-by-hop removed).
     pub headers: &'a HeaderMap,
+    /// Fields weir adds (forwarding, request id), after `headers`.
+    pub added: &'a [(HeaderName, HeaderValue)],
 }
 
 /// An open connection to an upstream and the bytes read from it ahead.
@@ -44,6 +49,8 @@ pub struct Outgoing<'a> {
 pub struct Connection {
     pub io: TcpStream,
     buf: BytesMut,
+    /// Request bytes on their way out; empty between exchanges.
+    out: Out,
     /// The deadline of the exchange in progress, kept from one exchange to
     /// the next: moving a registered timer later is a store, where a new
     /// one per request was an insert into the timer wheel and a removal.
@@ -68,6 +75,7 @@ impl Connection {
         Connection {
             io,
             buf: BytesMut::new(),
+            out: Out::default(),
             timer: None,
         }
     }
@@ -112,11 +120,14 @@ impl Connection {
             None => Box::pin(tokio::time::sleep_until(deadline)),
         };
         let head_request = *request.method == Method::HEAD;
-        let mut out = Out::default();
+        let mut out = std::mem::take(&mut self.out);
         let framing = request_head(&mut out.buf, request, &body);
         let mut sending = framing != BodyFraming::None;
         let mut sent = 0u64;
         let mut write_error = None;
+        // Bytes ahead of this exchange (none, on a connection in good
+        // order) are looked at once.
+        let mut unparsed = !self.buf.is_empty();
         let head = poll_fn(|cx| {
             loop {
                 let mut progress = false;
@@ -165,11 +176,15 @@ impl Connection {
                     }
                 }
                 // The response head, whenever it comes (an upstream may
-                // answer before the request body is through).
-                match parse_head(&mut self.buf, head_request) {
-                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
-                    Ok(None) => {}
-                    Err(e) => return Poll::Ready(Err(e)),
+                // answer before the request body is through); parsed again
+                // only when more of it came.
+                if unparsed {
+                    unparsed = false;
+                    match parse_head(&mut self.buf, head_request) {
+                        Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                        Ok(None) => {}
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
                 }
                 match fill(&mut self.io, &mut self.buf, cx) {
                     Poll::Ready(Ok(0)) => {
@@ -181,7 +196,10 @@ impl Connection {
                         });
                         return Poll::Ready(Err(ExchangeError::Io(error)));
                     }
-                    Poll::Ready(Ok(_)) => progress = true,
+                    Poll::Ready(Ok(_)) => {
+                        progress = true;
+                        unparsed = true;
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(ExchangeError::Io(e))),
                     Poll::Pending => {}
                 }
@@ -206,6 +224,12 @@ impl Connection {
         // A request body still going (the upstream answered early) or
         // failed leaves the connection in no state to reuse.
         let reusable = keep_alive && !sending && write_error.is_none() && out.is_empty();
+        // The head buffer serves the next request too, unless a body made
+        // it large.
+        if out.buf.capacity() <= KEPT_OUT {
+            out.clear();
+            self.out = out;
+        }
         let decoder = response_framing.map(Decoder::new);
         let length = match response_framing {
             Some(Framing::Length(n)) => Some(n),
@@ -245,6 +269,7 @@ fn request_head(out: &mut Vec<u8>, request: Outgoing<'_>, body: &Body) -> BodyFr
         method,
         target,
         headers,
+        added,
     } = request;
     out.reserve(512);
     out.extend_from_slice(method.as_str().as_bytes());
@@ -257,10 +282,10 @@ fn request_head(out: &mut Vec<u8>, request: Outgoing<'_>, body: &Body) -> BodyFr
             length = content_length(value.as_bytes());
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        field(out, name, value);
+    }
+    for (name, value) in added {
+        field(out, name, value);
     }
     let framing = match length.or(body.size_hint().exact()) {
         Some(0) if body.is_end_stream() && !needs_length(method) => BodyFraming::None,
@@ -282,6 +307,13 @@ fn request_head(out: &mut Vec<u8>, request: Outgoing<'_>, body: &Body) -> BodyFr
         BodyFraming::Length(0) => BodyFraming::None,
         framing => framing,
     }
+}
+
+fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Methods whose empty body is still announced (`Content-Length: 0`), as

@@ -140,6 +140,7 @@ async fn probe(service: &Service, addr: SocketAddr, check: &Health) -> bool {
         method: &http::Method::GET,
         target: target.as_str(),
         headers: &headers,
+        added: &[],
     };
     let version = http::Version::HTTP_11;
     let to = Attempt {

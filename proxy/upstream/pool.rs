@@ -329,6 +329,7 @@ mod tests {
             method: &parts.method,
             target,
             headers: &parts.headers,
+            added: &[],
         };
         let to = Attempt {
             addr,

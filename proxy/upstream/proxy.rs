@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Version};
 use http_body_util::BodyExt;
@@ -24,6 +24,8 @@ use crate::http::error::Reject;
 use crate::http::h1::upgrade::ClientUpgrade;
 use crate::router::{self, Route};
 use crate::upstream::pool::UpstreamUpgrade;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Default whole-request timeout when a route sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -64,8 +66,11 @@ impl Failure {
     }
 }
 
+/// Sends `req` to `service`. `request_id` is an id weir made, to be added
+/// (one the client sent is among its headers already).
 pub async fn proxy<B: RequestBody>(
     mut req: Request<B>,
+    request_id: Option<&HeaderValue>,
     route: &Route,
     service: &Arc<Service>,
     conn: &ConnInfo,
@@ -92,7 +97,17 @@ pub async fn proxy<B: RequestBody>(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     forward::strip_hop_by_hop(&mut parts.headers, upgrade);
-    forward::add_forwarding(&mut parts.headers, conn.peer_ip(), conn.tls, host);
+    let mut added = forward::Added::new();
+    forward::add_forwarding(
+        &mut parts.headers,
+        &mut added,
+        conn.peer_ip(),
+        conn.tls,
+        host,
+    );
+    if let Some(id) = request_id {
+        added.push((REQUEST_ID, id.clone()));
+    }
     let target = match (route.strip_prefix, parts.uri.path_and_query()) {
         (false, Some(target)) => target.clone(),
         _ => {
@@ -177,6 +192,7 @@ pub async fn proxy<B: RequestBody>(
             method: &parts.method,
             target: target.as_str(),
             headers: &parts.headers,
+            added: &added,
         };
 
         // The first attempt's clock is the request's; a retry's starts now.

@@ -86,9 +86,9 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadE
     let slice = |(offset, len): (usize, usize)| bytes.slice(offset..offset + len);
 
     let uri = Uri::from_maybe_shared(slice(target)).map_err(|_| HeadError::Malformed("target"))?;
-    // Room for what the request path adds (X-Request-Id, the forwarding
-    // headers), so those inserts do not grow and rehash the map.
-    let mut headers = HeaderMap::with_capacity(count + ADDED_LATER);
+    // Exactly the fields that came: what weir adds on the way upstream is
+    // written beside the map, not into it (`forward::Added`).
+    let mut headers = HeaderMap::with_capacity(count);
     let mut facts = Facts::default();
     for &(name, value) in &spans {
         let name = HeaderName::from_bytes(&bytes[name.0..name.0 + name.1])
@@ -129,9 +129,6 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadE
         upgrade,
     }))
 }
-
-/// Header fields the request path may add to a request.
-const ADDED_LATER: usize = 6;
 
 /// What the header fields say about framing and the connection.
 #[derive(Debug, Default)]
