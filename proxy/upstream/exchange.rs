@@ -30,6 +30,8 @@ const READ: usize = 16 * 1024;
 /// The largest request buffer a connection keeps from one exchange to the
 /// next.
 const KEPT_OUT: usize = 4 * 1024;
+/// Field names remembered per connection (see `field_name`).
+const REMEMBERED_NAMES: usize = 32;
 
 /// A request as it goes upstream, ahead of its body: borrowed from the
 /// client's request, so a retry sends the same without a copy.
@@ -51,6 +53,8 @@ pub struct Connection {
     buf: BytesMut,
     /// Request bytes on their way out; empty between exchanges.
     out: Out,
+    /// The field names of the last response head, in order.
+    names: Vec<HeaderName>,
     /// The deadline of the exchange in progress, kept from one exchange to
     /// the next: moving a registered timer later is a store, where a new
     /// one per request was an insert into the timer wheel and a removal.
@@ -76,6 +80,7 @@ impl Connection {
             io,
             buf: BytesMut::new(),
             out: Out::default(),
+            names: Vec::new(),
             timer: None,
         }
     }
@@ -180,7 +185,7 @@ impl Connection {
                 // only when more of it came.
                 if unparsed {
                     unparsed = false;
-                    match parse_head(&mut self.buf, head_request) {
+                    match parse_head(&mut self.buf, head_request, &mut self.names) {
                         Ok(Some(head)) => return Poll::Ready(Ok(head)),
                         Ok(None) => {}
                         Err(e) => return Poll::Ready(Err(e)),
@@ -323,7 +328,11 @@ fn needs_length(method: &Method) -> bool {
 }
 
 /// Parses a response head off `buf`, skipping interim (1xx but 101) ones.
-fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ExchangeError> {
+fn parse_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+    names: &mut Vec<HeaderName>,
+) -> Result<Option<Head>, ExchangeError> {
     loop {
         // Most answers have a few fields: a small array to zero first, a
         // large one on the heap for the rare response with many.
@@ -374,9 +383,8 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
         let mut transfer_encoding = false;
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;
-        for span in &spans {
-            let name = HeaderName::from_bytes(&bytes[span.name..span.name + span.name_len])
-                .map_err(|_| ExchangeError::Malformed("header name"))?;
+        for (i, span) in spans.iter().enumerate() {
+            let name = field_name(names, i, &bytes[span.name..span.name + span.name_len])?;
             let value = HeaderValue::from_maybe_shared(
                 bytes.slice(span.value..span.value + span.value_len),
             )
@@ -457,6 +465,29 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
             keep_alive: !close && status != StatusCode::SWITCHING_PROTOCOLS,
         }));
     }
+}
+
+/// The `i`th field's name: most upstreams send the same names in the same
+/// order every time, so the name at `i` in the last head is tried first
+/// (a comparison where parsing a name costs several times that).
+fn field_name(
+    names: &mut Vec<HeaderName>,
+    i: usize,
+    raw: &[u8],
+) -> Result<HeaderName, ExchangeError> {
+    // A valid lowercase name matches only a raw name that parses to it.
+    if let Some(known) = names.get(i)
+        && raw.eq_ignore_ascii_case(known.as_str().as_bytes())
+    {
+        return Ok(known.clone());
+    }
+    let name = HeaderName::from_bytes(raw).map_err(|_| ExchangeError::Malformed("header name"))?;
+    if i < names.len() {
+        names[i] = name.clone();
+    } else if i == names.len() && i < REMEMBERED_NAMES {
+        names.push(name.clone());
+    }
+    Ok(name)
 }
 
 fn fill(
@@ -582,7 +613,7 @@ mod tests {
 
     fn head(raw: &str, head_request: bool) -> Result<Option<Head>, ExchangeError> {
         let mut buf = BytesMut::from(raw.as_bytes());
-        parse_head(&mut buf, head_request)
+        parse_head(&mut buf, head_request, &mut Vec::new())
     }
 
     fn framing(raw: &str) -> (Option<Framing>, bool) {
@@ -646,6 +677,49 @@ mod tests {
     }
 
     #[test]
+    fn names_remembered_from_the_last_head_are_only_ever_the_same_names() {
+        let mut names = Vec::new();
+        let mut parse = |raw: &str| {
+            let mut buf = BytesMut::from(raw.as_bytes());
+            parse_head(&mut buf, false, &mut names).map(|head| head.expect("complete head"))
+        };
+        let first =
+            parse("HTTP/1.1 200 OK\r\nServer: up\r\nX-Trace: 1\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+        let keys: Vec<&str> = first
+            .response
+            .headers()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(keys, ["server", "x-trace", "content-length"]);
+        // Same names in another case, then other names at the same places.
+        let again =
+            parse("HTTP/1.1 200 OK\r\nSERVER: up\r\nx-TRACE: 2\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+        assert_eq!(again.response.headers()["x-trace"], "2");
+        assert_eq!(again.response.headers().len(), 3);
+        let other =
+            parse("HTTP/1.1 200 OK\r\nserver-timing: a\r\nx-trac: 3\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+        let keys: Vec<&str> = other
+            .response
+            .headers()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(keys, ["server-timing", "x-trac", "content-length"]);
+        // A name that is no name never passes for the one remembered.
+        let mut names = vec![header::CONTENT_TYPE];
+        assert!(field_name(&mut names, 0, b"content type").is_err());
+        assert!(field_name(&mut names, 0, "content-typ\u{e9}".as_bytes()).is_err());
+        assert_eq!(
+            field_name(&mut names, 0, b"Content-Type").unwrap(),
+            header::CONTENT_TYPE
+        );
+    }
+
+    #[test]
     fn bad_and_interim_heads() {
         for raw in [
             "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
@@ -658,7 +732,9 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"[..],
         );
-        let created = parse_head(&mut buf, false).unwrap().unwrap();
+        let created = parse_head(&mut buf, false, &mut Vec::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(created.response.status(), StatusCode::CREATED);
         assert_eq!(&buf[..], b"ok");
         assert!(

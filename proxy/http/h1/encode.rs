@@ -54,12 +54,14 @@ pub fn plan(
     // One pass over the names, so that the fields a response rarely
     // carries (a proxied one has lost them already) cost no lookups.
     let (mut connection, mut keep_alive_field, mut transfer_encoding) = (false, false, false);
+    // Names the `http` crate knows compare as numbers.
     for name in headers.keys() {
-        match name.as_str() {
-            "connection" => connection = true,
-            "keep-alive" => keep_alive_field = true,
-            "transfer-encoding" => transfer_encoding = true,
-            _ => {}
+        if *name == header::CONNECTION {
+            connection = true;
+        } else if *name == header::TRANSFER_ENCODING {
+            transfer_encoding = true;
+        } else if *name == KEEP_ALIVE {
+            keep_alive_field = true;
         }
     }
     let mut keep_alive = asked.keep_alive
@@ -122,13 +124,15 @@ pub fn head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut dated = false;
     for (name, value) in headers {
+        dated |= *name == header::DATE;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !headers.contains_key(header::DATE) {
+    if !dated {
         out.extend_from_slice(b"date: ");
         date(out);
         out.extend_from_slice(b"\r\n");
