@@ -75,14 +75,16 @@ pub enum ExchangeError {
 }
 
 impl Connection {
-    pub fn new(io: TcpStream) -> Connection {
-        Connection {
+    /// Boxed: a connection moves from the pool to an exchange, into the
+    /// response body and back, and a pointer is quicker to move.
+    pub fn new(io: TcpStream) -> Box<Connection> {
+        Box::new(Connection {
             io,
             buf: BytesMut::new(),
             out: Out::default(),
             names: Vec::new(),
             timer: None,
-        }
+        })
     }
 
     /// Whether an idle connection can take a request: nothing arrived on
@@ -108,7 +110,7 @@ impl Connection {
     /// must come by `deadline`. The connection is then in the response
     /// body, or handed back with a body-less response.
     pub async fn send(
-        mut self,
+        mut self: Box<Self>,
         request: Outgoing<'_>,
         mut body: Body,
         deadline: Instant,
@@ -251,13 +253,24 @@ impl Connection {
     }
 }
 
-/// Where a field's name and value lie in the head.
+/// Where a field's name and value lie in the head (which is at most
+/// `MAX_HEAD` long): small, as the spans are copied about on the stack.
 #[derive(Debug, Clone, Copy)]
 struct Span {
-    name: usize,
-    name_len: usize,
-    value: usize,
-    value_len: usize,
+    name: u32,
+    name_len: u32,
+    value: u32,
+    value_len: u32,
+}
+
+impl Span {
+    fn name(self) -> std::ops::Range<usize> {
+        self.name as usize..(self.name + self.name_len) as usize
+    }
+
+    fn value(self) -> std::ops::Range<usize> {
+        self.value as usize..(self.value + self.value_len) as usize
+    }
 }
 
 /// What the response head said.
@@ -365,14 +378,14 @@ fn parse_head(
         };
         let start = buf.as_ptr() as usize;
         let count = parsed.headers.len();
-        let spans: SmallVec<[Span; FEW_HEADERS]> = parsed
+        let spans: SmallVec<[Span; 16]> = parsed
             .headers
             .iter()
             .map(|field| Span {
-                name: field.name.as_ptr() as usize - start,
-                name_len: field.name.len(),
-                value: field.value.as_ptr() as usize - start,
-                value_len: field.value.len(),
+                name: (field.name.as_ptr() as usize - start) as u32,
+                name_len: field.name.len() as u32,
+                value: (field.value.as_ptr() as usize - start) as u32,
+                value_len: field.value.len() as u32,
             })
             .collect();
         let bytes = buf.split_to(len).freeze();
@@ -383,12 +396,10 @@ fn parse_head(
         let mut transfer_encoding = false;
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;
-        for (i, span) in spans.iter().enumerate() {
-            let name = field_name(names, i, &bytes[span.name..span.name + span.name_len])?;
-            let value = HeaderValue::from_maybe_shared(
-                bytes.slice(span.value..span.value + span.value_len),
-            )
-            .map_err(|_| ExchangeError::Malformed("header value"))?;
+        for (i, &span) in spans.iter().enumerate() {
+            let name = field_name(names, i, &bytes[span.name()])?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(span.value()))
+                .map_err(|_| ExchangeError::Malformed("header value"))?;
             if name == header::CONTENT_LENGTH {
                 let n = content_length(value.as_bytes())
                     .ok_or(ExchangeError::Malformed("Content-Length"))?;
@@ -504,7 +515,7 @@ fn fill(
 /// A response body read straight from the upstream connection.
 #[derive(Debug)]
 pub struct ResponseBody {
-    conn: Option<Connection>,
+    conn: Option<Box<Connection>>,
     /// `None`: until the upstream closes.
     decoder: Option<Decoder>,
     /// The connection may be pooled once the body is read to the end.
@@ -524,7 +535,7 @@ impl ResponseBody {
     }
 
     /// The connection back, when the body has ended and it can be reused.
-    pub fn finished(&mut self) -> Option<Connection> {
+    pub fn finished(&mut self) -> Option<Box<Connection>> {
         let done = self.decoder.as_ref().is_some_and(Decoder::is_done);
         if done && self.reusable {
             self.conn.take()

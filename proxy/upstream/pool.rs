@@ -75,7 +75,7 @@ pub struct Pool {
 
 #[derive(Debug)]
 struct Idle {
-    conn: Connection,
+    conn: Box<Connection>,
     since: Instant,
 }
 
@@ -153,7 +153,7 @@ impl Pool {
 
     /// The most recently used idle connection of `addr` that is still open
     /// (nothing came on it since its last response).
-    fn take(&self, addr: SocketAddr) -> Option<Connection> {
+    fn take(&self, addr: SocketAddr) -> Option<Box<Connection>> {
         let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let (_, list) = all.iter_mut().find(|(a, _)| *a == addr)?;
         while let Some(Idle { mut conn, since }) = list.pop() {
@@ -164,7 +164,7 @@ impl Pool {
         None
     }
 
-    fn put(&self, addr: SocketAddr, conn: Connection) {
+    fn put(&self, addr: SocketAddr, conn: Box<Connection>) {
         let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let at = match all.iter().position(|(a, _)| *a == addr) {
             Some(at) => at,
@@ -204,7 +204,7 @@ impl Pool {
 
 /// Opens a connection within `CONNECT_TIMEOUT`, and by the attempt's
 /// `deadline` when that comes first.
-async fn connect(addr: SocketAddr, deadline: Instant) -> Result<Connection, SendError> {
+async fn connect(addr: SocketAddr, deadline: Instant) -> Result<Box<Connection>, SendError> {
     let connect_by = Instant::now() + CONNECT_TIMEOUT;
     let stream =
         match tokio::time::timeout_at(deadline.min(connect_by), TcpStream::connect(addr)).await {

@@ -62,7 +62,7 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadE
         Err(httparse::Error::Version) => return Err(HeadError::Malformed("HTTP version")),
         Err(_) => return Err(HeadError::Malformed("request line or header field")),
     };
-    if len > max_bytes {
+    if len > max_bytes || u32::try_from(len).is_err() {
         return Err(HeadError::TooLarge);
     }
     let version = match request.version {
@@ -73,7 +73,8 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadE
         .map_err(|_| HeadError::Malformed("method"))?;
     // Where each piece lies in `buf`, so they can be shared out of it.
     let start = buf.as_ptr() as usize;
-    let at = |piece: &[u8]| (piece.as_ptr() as usize - start, piece.len());
+    // As u32 (a head is far shorter), so the spans copied about are small.
+    let at = |piece: &[u8]| ((piece.as_ptr() as usize - start) as u32, piece.len() as u32);
     let target = at(request.path.unwrap_or("").as_bytes());
     let count = request.headers.len();
     // Inline for the usual few fields: no allocation.
@@ -83,7 +84,8 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadE
         .map(|field| (at(field.name.as_bytes()), at(field.value)))
         .collect();
     let bytes = buf.split_to(len).freeze();
-    let slice = |(offset, len): (usize, usize)| bytes.slice(offset..offset + len);
+    let range = |(offset, len): (u32, u32)| offset as usize..(offset + len) as usize;
+    let slice = |piece: (u32, u32)| bytes.slice(range(piece));
 
     let uri = Uri::from_maybe_shared(slice(target)).map_err(|_| HeadError::Malformed("target"))?;
     // Exactly the fields that came: what weir adds on the way upstream is
@@ -91,7 +93,7 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadE
     let mut headers = HeaderMap::with_capacity(count);
     let mut facts = Facts::default();
     for &(name, value) in &spans {
-        let name = HeaderName::from_bytes(&bytes[name.0..name.0 + name.1])
+        let name = HeaderName::from_bytes(&bytes[range(name)])
             .map_err(|_| HeadError::Malformed("header name"))?;
         let value = HeaderValue::from_maybe_shared(slice(value))
             .map_err(|_| HeadError::Malformed("header value"))?;
