@@ -130,7 +130,12 @@ pub async fn proxy<B: RequestBody>(
     // A request without a body can be sent again; one with a body only once.
     let mut once = (!incoming.is_end_stream()).then_some(incoming);
     let has_body = once.is_some();
-    let key = select::hash_key(&service.load_balance, &parts.headers, conn.peer.ip());
+    let key = select::upstream_hash_key(
+        &service.load_balance,
+        &parts.headers,
+        &added,
+        conn.peer.ip(),
+    );
     let timeout = route.options.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let try_timeout = route.options.try_timeout.unwrap_or(timeout);
     let started = Instant::now();

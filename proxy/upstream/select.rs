@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::HeaderMap;
 use http::header::COOKIE;
+use http::header::{HeaderName, HeaderValue};
 
 use crate::config::schema::LoadBalance;
 use crate::upstream::endpoint::Endpoint;
@@ -62,10 +63,7 @@ impl Cursor {
 pub fn hash_key(policy: &LoadBalance, headers: &HeaderMap, client_ip: IpAddr) -> Option<u64> {
     match policy {
         LoadBalance::RoundRobin | LoadBalance::LeastRequest => None,
-        LoadBalance::HashHeader(name) => {
-            let value = headers.get(name.as_str())?.as_bytes().trim_ascii();
-            (!value.is_empty()).then(|| hash_bytes(value))
-        }
+        LoadBalance::HashHeader(name) => value_key(headers.get(name.as_str())?),
         LoadBalance::HashCookie(name) => {
             let value = find_cookie(headers, name.as_bytes())?;
             (!value.is_empty()).then(|| hash_bytes(value))
@@ -75,6 +73,29 @@ pub fn hash_key(policy: &LoadBalance, headers: &HeaderMap, client_ip: IpAddr) ->
             IpAddr::V6(ip) => hash_bytes(&ip.octets()),
         }),
     }
+}
+
+/// [`hash_key`] of the request as it goes upstream: a field weir adds
+/// (`added`, which stand in for the client's fields of those names) first.
+pub fn upstream_hash_key(
+    policy: &LoadBalance,
+    headers: &HeaderMap,
+    added: &[(HeaderName, HeaderValue)],
+    client_ip: IpAddr,
+) -> Option<u64> {
+    if let LoadBalance::HashHeader(name) = policy
+        && let Some((_, value)) = added
+            .iter()
+            .find(|(added, _)| added.as_str().eq_ignore_ascii_case(name))
+    {
+        return value_key(value);
+    }
+    hash_key(policy, headers, client_ip)
+}
+
+fn value_key(value: &HeaderValue) -> Option<u64> {
+    let value = value.as_bytes().trim_ascii();
+    (!value.is_empty()).then(|| hash_bytes(value))
 }
 
 /// Picks one endpoint among `endpoints` that is healthy and whose address is

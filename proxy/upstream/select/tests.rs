@@ -504,3 +504,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_upstream_key_reads_what_weir_adds_before_the_clients_fields() {
+    let policy = LoadBalance::HashHeader("x-forwarded-for".into());
+    let added = [(
+        HeaderName::from_static("x-forwarded-for"),
+        HeaderValue::from_static("203.0.113.7, 10.0.0.1"),
+    )];
+    let direct = hash_key(
+        &policy,
+        &headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.1")]),
+        IP,
+    );
+    assert!(direct.is_some());
+    assert_eq!(
+        upstream_hash_key(&policy, &HeaderMap::new(), &added, IP),
+        direct
+    );
+    // A name weir does not add comes from the request.
+    let user = LoadBalance::HashHeader("x-user".into());
+    let request = headers(&[("x-user", "alice")]);
+    assert_eq!(
+        upstream_hash_key(&user, &request, &added, IP),
+        hash_key(&user, &request, IP)
+    );
+}
