@@ -497,14 +497,19 @@ async fn slow_upstream_is_504_after_the_route_timeout() {
     );
 }
 
-/// Routes `/short/` (timeout 1500 ms) and `/long/` (10 s) to one service
-/// over the same pooled upstream connections.
-fn two_timeouts(endpoint: &str) -> String {
-    config(&format!(
+/// An echo upstream answering after `delay_ms`, and weir routing `/short/`
+/// (timeout 1500 ms) and `/long/` (10 s) to it over the same pooled
+/// upstream connections.
+async fn two_timeouts(delay_ms: u64) -> (Upstream, Weir) {
+    let up = Upstream::echo().slow(delay_ms).start().await;
+    let endpoint = up.endpoint();
+    let cfg = config(&format!(
         "[[routes]]\npath = \"/short/\"\ntimeout = \"1500ms\"\nbackends = [{{ service = \"api\" }}]\n\n\
          [[routes]]\npath = \"/long/\"\ntimeout = \"10s\"\nbackends = [{{ service = \"api\" }}]\n\n\
          [services.api]\nendpoints = [\"{endpoint}\"]\n"
-    ))
+    ));
+    let w = weir().start(&cfg).await;
+    (up, w)
 }
 
 #[tokio::test]
@@ -512,8 +517,7 @@ async fn a_pooled_connection_takes_each_request_own_timeout() {
     // An answer after 1 s: within the short route's 1.5 s, and the long
     // request that follows on the same connection is still waiting when
     // the short one's deadline passes.
-    let up = Upstream::echo().slow(1_000).start().await;
-    let w = weir().start(&two_timeouts(&up.endpoint())).await;
+    let (up, w) = two_timeouts(1_000).await;
     let addr = w.addr("web");
     assert_eq!(get(addr, "/short/a").await.status, StatusCode::OK);
     let reply = get(addr, "/long/b").await;
@@ -523,8 +527,7 @@ async fn a_pooled_connection_takes_each_request_own_timeout() {
 
 #[tokio::test]
 async fn a_shorter_timeout_holds_on_a_connection_a_longer_one_used() {
-    let up = Upstream::echo().slow(2_000).start().await;
-    let w = weir().start(&two_timeouts(&up.endpoint())).await;
+    let (_up, w) = two_timeouts(2_000).await;
     let addr = w.addr("web");
     assert_eq!(get(addr, "/long/a").await.status, StatusCode::OK);
     let started = Instant::now();

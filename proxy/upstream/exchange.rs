@@ -687,6 +687,10 @@ mod tests {
         assert_eq!(to_head.response.headers()["content-length"], "5");
     }
 
+    fn names_of(head: &Head) -> Vec<&str> {
+        head.response.headers().keys().map(|k| k.as_str()).collect()
+    }
+
     #[test]
     fn names_remembered_from_the_last_head_are_only_ever_the_same_names() {
         let mut names = Vec::new();
@@ -697,13 +701,7 @@ mod tests {
         let first =
             parse("HTTP/1.1 200 OK\r\nServer: up\r\nX-Trace: 1\r\nContent-Length: 0\r\n\r\n")
                 .unwrap();
-        let keys: Vec<&str> = first
-            .response
-            .headers()
-            .keys()
-            .map(|k| k.as_str())
-            .collect();
-        assert_eq!(keys, ["server", "x-trace", "content-length"]);
+        assert_eq!(names_of(&first), ["server", "x-trace", "content-length"]);
         // Same names in another case, then other names at the same places.
         let again =
             parse("HTTP/1.1 200 OK\r\nSERVER: up\r\nx-TRACE: 2\r\ncontent-length: 0\r\n\r\n")
@@ -713,13 +711,10 @@ mod tests {
         let other =
             parse("HTTP/1.1 200 OK\r\nserver-timing: a\r\nx-trac: 3\r\nContent-Length: 0\r\n\r\n")
                 .unwrap();
-        let keys: Vec<&str> = other
-            .response
-            .headers()
-            .keys()
-            .map(|k| k.as_str())
-            .collect();
-        assert_eq!(keys, ["server-timing", "x-trac", "content-length"]);
+        assert_eq!(
+            names_of(&other),
+            ["server-timing", "x-trac", "content-length"]
+        );
         // A name that is no name never passes for the one remembered.
         let mut names = vec![header::CONTENT_TYPE];
         assert!(field_name(&mut names, 0, b"content type").is_err());
