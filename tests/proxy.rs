@@ -332,7 +332,7 @@ async fn hop_by_hop_headers_never_cross_in_either_direction() {
 
 #[tokio::test]
 async fn h2_client_reaches_an_h1_upstream_with_its_authority_as_host() {
-    let up = Upstream::echo().start().await;
+    let up = Upstream::echo().header("x-from-up", "yes").start().await;
     let w = start(&[up.endpoint()], "", "").await;
     let req = Request::builder()
         .uri(format!(
@@ -349,6 +349,72 @@ async fn h2_client_reaches_an_h1_upstream_with_its_authority_as_host() {
     let host = seen(&e, "host");
     assert_eq!(host.len(), 1, "{host:?}");
     assert!(host[0].starts_with("app.test"), "{host:?}");
+    // The upstream's own fields, and its length, reach an HTTP/2 client.
+    assert_eq!(
+        reply.header("x-from-up"),
+        Some("yes"),
+        "{:?}",
+        reply.headers
+    );
+    assert_eq!(
+        reply.header("content-length"),
+        Some(reply.body.len().to_string().as_str())
+    );
+    assert!(reply.header("x-request-id").is_some());
+}
+
+#[tokio::test]
+async fn an_upstream_answer_reaches_an_h1_client_with_its_fields_once() {
+    let up = Upstream::echo()
+        .header("x-from-up", "yes")
+        .header("cache-control", "no-store")
+        .header("date", "Thu, 01 Jan 2026 00:00:00 GMT")
+        .start()
+        .await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let mut stream = TcpStream::connect(w.addr("web")).await.unwrap();
+    stream
+        .write_all(b"GET /api/raw HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole head");
+    let names: Vec<String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| Some(line.split_once(':')?.0.to_ascii_lowercase()))
+        .collect();
+    let count = |name: &str| names.iter().filter(|n| *n == name).count();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    for name in [
+        "x-from-up",
+        "cache-control",
+        "date",
+        "content-length",
+        "x-request-id",
+    ] {
+        assert_eq!(count(name), 1, "{name} once in {head}");
+    }
+    assert_eq!(count("transfer-encoding"), 0, "{head}");
+    assert!(
+        head.contains("Thu, 01 Jan 2026 00:00:00 GMT"),
+        "the upstream's own date: {head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {}\r\n", body.len()))
+            || head
+                .to_ascii_lowercase()
+                .ends_with(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    let e: serde_json::Value = serde_json::from_str(body).expect("the echo, whole");
+    assert_eq!(e["uri"], "/api/raw");
 }
 
 // ---------------------------------------------------------------- pooling and streaming

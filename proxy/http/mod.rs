@@ -12,5 +12,6 @@ pub mod h1;
 pub mod h3;
 pub mod observe;
 pub mod rate_limit;
+pub mod raw;
 pub mod sendfile;
 pub mod service;

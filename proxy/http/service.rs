@@ -11,6 +11,7 @@ use super::body::{Body, RequestBody};
 use super::conn::{ConnInfo, InFlight};
 use super::error::Reject;
 use super::observe::{Finish, LogFields, Observed};
+use super::raw::RawFields;
 use crate::app::App;
 use crate::balancer::{Target, affinity};
 use crate::http::rate_limit::Decision;
@@ -19,11 +20,14 @@ use crate::snapshot::{AccessLog, Snapshot};
 
 use crate::upstream::proxy::REQUEST_ID;
 
+/// The response to `req`. A proxied response's own fields come apart from
+/// its map for an HTTP/1.1 client (see [`RawFields`]); for the other
+/// protocols they are in the map.
 pub async fn handle<B: RequestBody>(
     mut req: Request<B>,
     conn: Arc<ConnInfo>,
     app: &App,
-) -> Response<Observed> {
+) -> (Response<Observed>, Option<RawFields>) {
     let started = Instant::now();
     // Counted in flight until the response ends, or this future is dropped.
     let conn = InFlight::start(conn);
@@ -46,9 +50,19 @@ pub async fn handle<B: RequestBody>(
     });
 
     let head = req.method() == http::Method::HEAD;
+    let http1 = req.version() <= Version::HTTP_11;
     let made = made.then_some(&request_id);
-    let (mut response, route, upstream) =
+    let (mut response, route, answered) =
         dispatch(req, made, &conn, &snapshot, host.as_deref()).await;
+    let (upstream, mut fields) = match answered {
+        Some((upstream, fields)) => (Some(upstream), fields),
+        None => (None, None),
+    };
+    // A proxied response's own fields stay as they came for HTTP/1.1; the
+    // other protocols write from the map.
+    if !http1 && let Some(fields) = fields.take() {
+        fields.into_map(response.headers_mut());
+    }
     if head {
         // Same headers as GET (Content-Length included), never a body.
         *response.body_mut() = super::body::empty();
@@ -70,10 +84,13 @@ pub async fn handle<B: RequestBody>(
     response
         .headers_mut()
         .insert(REQUEST_ID.clone(), request_id);
-    let encoding = response
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.as_bytes());
+    let encoding = match &fields {
+        Some(fields) => fields.content_encoding(),
+        None => response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.as_bytes()),
+    };
     let finish = Finish {
         upstream,
         bytes_sent: app.metrics.bytes_sent(encoding),
@@ -83,7 +100,7 @@ pub async fn handle<B: RequestBody>(
         route,
         log,
     };
-    response.map(|body| Observed::new(body, finish))
+    (response.map(|body| Observed::new(body, finish)), fields)
 }
 
 /// A response with the route and backend index that made it (for metrics
@@ -91,7 +108,7 @@ pub async fn handle<B: RequestBody>(
 type Dispatched = (
     Response<Body>,
     Option<(Arc<Route>, usize)>,
-    Option<crate::upstream::proxy::Upstream>,
+    Option<crate::upstream::proxy::Answered>,
 );
 
 async fn dispatch<B: RequestBody>(

@@ -30,6 +30,7 @@ use super::exchange::Outgoing;
 use super::pool::Attempt;
 use crate::config::schema::{Protocol, UpstreamTls};
 use crate::http::body::Body;
+use crate::http::raw::RawFields;
 
 type General = Client<MarkConnects<HttpsConnector<HttpConnector>>, Body>;
 
@@ -77,6 +78,10 @@ impl SendError {
     }
 }
 
+/// A response, and its own fields when they are not in its map (an
+/// HTTP/1.1 response that nothing had to change on the way).
+pub type Answer = (Response<Body>, Option<RawFields>);
+
 impl Pool {
     /// Sends one request as `to` says (`request.target` is its path and
     /// query there) over HTTP/1.1, or `version` on the general client.
@@ -90,11 +95,13 @@ impl Pool {
         request: Outgoing<'_>,
         version: Version,
         body: Body,
-    ) -> (Result<Response<Body>, SendError>, bool) {
+    ) -> (Result<Answer, SendError>, bool) {
         match self {
             Pool::Plain(pool) => {
                 let (sent, reused) = pool.send(to, request, body).await;
-                let sent = sent.map(|r| r.map(|b| b.boxed())).map_err(SendError::from);
+                let sent = sent
+                    .map(|(r, fields)| (r.map(|b| b.boxed()), fields))
+                    .map_err(SendError::from);
                 (sent, reused)
             }
             Pool::General(client) => {
@@ -117,7 +124,7 @@ impl Pool {
                     return (Err(SendError::TimedOut), true);
                 };
                 let sent = sent
-                    .map(|r| r.map(|b| b.map_err(std::io::Error::other).boxed()))
+                    .map(|r| (r.map(|b| b.map_err(std::io::Error::other).boxed()), None))
                     .map_err(SendError::from);
                 (sent, !connected)
             }

@@ -17,10 +17,12 @@ use smallvec::SmallVec;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use super::forward;
 use crate::http::body::Body;
 use crate::http::h1::body::{Decoded, Decoder};
 use crate::http::h1::encode::{BodyFraming, Out, number};
 use crate::http::h1::head::{Framing, content_length, tokens};
+use crate::http::raw::{RawFields, Span};
 
 /// Largest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;
@@ -30,8 +32,6 @@ const READ: usize = 16 * 1024;
 /// The largest request buffer a connection keeps from one exchange to the
 /// next.
 const KEPT_OUT: usize = 4 * 1024;
-/// Field names remembered per connection (see `field_name`).
-const REMEMBERED_NAMES: usize = 32;
 
 /// A request as it goes upstream, ahead of its body: borrowed from the
 /// client's request, so a retry sends the same without a copy.
@@ -53,8 +53,6 @@ pub struct Connection {
     buf: BytesMut,
     /// Request bytes on their way out; empty between exchanges.
     out: Out,
-    /// The field names of the last response head, in order.
-    names: Vec<HeaderName>,
     /// The deadline of the exchange in progress, kept from one exchange to
     /// the next: moving a registered timer later is a store, where a new
     /// one per request was an insert into the timer wheel and a removal.
@@ -82,7 +80,6 @@ impl Connection {
             io,
             buf: BytesMut::new(),
             out: Out::default(),
-            names: Vec::new(),
             timer: None,
         })
     }
@@ -108,13 +105,14 @@ impl Connection {
 
     /// Sends `request` and its body, and reads the response head, which
     /// must come by `deadline`. The connection is then in the response
-    /// body, or handed back with a body-less response.
+    /// body, or handed back with a body-less response. The response's own
+    /// fields come apart from it when nothing needs them in its map.
     pub async fn send(
         mut self: Box<Self>,
         request: Outgoing<'_>,
         mut body: Body,
         deadline: Instant,
-    ) -> Result<(Response<()>, ResponseBody), ExchangeError> {
+    ) -> Result<(Response<()>, Option<RawFields>, ResponseBody), ExchangeError> {
         // A timer due earlier stays as it is, and is moved on if it fires
         // early (see the poll below): cheaper than a reset per request.
         let mut timer = match self.timer.take() {
@@ -187,7 +185,7 @@ impl Connection {
                 // only when more of it came.
                 if unparsed {
                     unparsed = false;
-                    match parse_head(&mut self.buf, head_request, &mut self.names) {
+                    match parse_head(&mut self.buf, head_request) {
                         Ok(Some(head)) => return Poll::Ready(Ok(head)),
                         Ok(None) => {}
                         Err(e) => return Poll::Ready(Err(e)),
@@ -225,6 +223,7 @@ impl Connection {
         self.timer = Some(timer);
         let Head {
             response,
+            fields,
             framing: response_framing,
             keep_alive,
         } = head;
@@ -249,33 +248,16 @@ impl Connection {
             reusable,
             remaining: length,
         };
-        Ok((response, body))
-    }
-}
-
-/// Where a field's name and value lie in the head (which is at most
-/// `MAX_HEAD` long): small, as the spans are copied about on the stack.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    name: u32,
-    name_len: u32,
-    value: u32,
-    value_len: u32,
-}
-
-impl Span {
-    fn name(self) -> std::ops::Range<usize> {
-        self.name as usize..(self.name + self.name_len) as usize
-    }
-
-    fn value(self) -> std::ops::Range<usize> {
-        self.value as usize..(self.value + self.value_len) as usize
+        Ok((response, fields, body))
     }
 }
 
 /// What the response head said.
 struct Head {
+    /// Its own fields are in `fields`, or (when they must be looked at or
+    /// changed on the way) in its map.
     response: Response<()>,
+    fields: Option<RawFields>,
     /// `None`: read until the upstream closes.
     framing: Option<Framing>,
     keep_alive: bool,
@@ -341,11 +323,7 @@ fn needs_length(method: &Method) -> bool {
 }
 
 /// Parses a response head off `buf`, skipping interim (1xx but 101) ones.
-fn parse_head(
-    buf: &mut BytesMut,
-    head_request: bool,
-    names: &mut Vec<HeaderName>,
-) -> Result<Option<Head>, ExchangeError> {
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ExchangeError> {
     loop {
         // Most answers have a few fields: a small array to zero first, a
         // large one on the heap for the rare response with many.
@@ -377,7 +355,6 @@ fn parse_head(
             _ => Version::HTTP_11,
         };
         let start = buf.as_ptr() as usize;
-        let count = parsed.headers.len();
         let spans: SmallVec<[Span; 16]> = parsed
             .headers
             .iter()
@@ -388,64 +365,75 @@ fn parse_head(
                 value_len: field.value.len() as u32,
             })
             .collect();
-        let bytes = buf.split_to(len).freeze();
-        // Room for what weir adds on the way back (X-Request-Id, cookies,
-        // Alt-Svc, HSTS) without growing the map.
-        let mut headers = HeaderMap::with_capacity(count + 4);
-        let mut length: Option<u64> = None;
-        let mut transfer_encoding = false;
-        let mut chunked = false;
-        let mut close = version == Version::HTTP_10;
-        for (i, &span) in spans.iter().enumerate() {
-            let name = field_name(names, i, &bytes[span.name()])?;
-            let value = HeaderValue::from_maybe_shared(bytes.slice(span.value()))
-                .map_err(|_| ExchangeError::Malformed("header value"))?;
-            if name == header::CONTENT_LENGTH {
-                let n = content_length(value.as_bytes())
-                    .ok_or(ExchangeError::Malformed("Content-Length"))?;
-                if length.is_some_and(|seen| seen != n) {
-                    return Err(ExchangeError::Malformed("differing Content-Length"));
-                }
-                length = Some(n);
-            } else if name == header::TRANSFER_ENCODING {
-                transfer_encoding = true;
-                chunked = tokens(value.as_bytes())
-                    .next_back()
-                    .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
-                if !chunked {
-                    // Some other coding last: delimited by the close.
-                    close = true;
-                }
-                // Framing is this connection's alone: the client's side
-                // gets its own.
-                continue;
-            } else if name == header::CONNECTION {
-                let mut names_others = false;
-                for token in tokens(value.as_bytes()) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        if version == Version::HTTP_10 {
-                            close = false;
-                        }
-                    } else {
-                        names_others = true;
-                    }
-                }
-                // Hop-by-hop: kept only when it names fields that must go
-                // with it (`forward::strip_hop_by_hop` removes them all).
-                if !names_others {
-                    continue;
-                }
-            } else if name.as_str() == "keep-alive" {
-                continue;
-            }
-            headers.append(name, value);
-        }
+        let mut fields = RawFields::new(buf.split_to(len).freeze());
         let no_body = head_request
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
             || status == StatusCode::SWITCHING_PROTOCOLS;
+        // The fields go to the client as they came unless a rule must look
+        // at them in a map: what a body-less answer says of its length, or
+        // what `forward::strip_hop_by_hop` removes.
+        let mut to_map = no_body;
+        let mut length: Option<u64> = None;
+        let mut transfer_encoding = false;
+        let mut chunked = false;
+        let mut close = version == Version::HTTP_10;
+        for span in spans {
+            let name = &fields.head()[span.name()];
+            let value = &fields.head()[span.value()];
+            match name.len() {
+                14 if name.eq_ignore_ascii_case(b"content-length") => {
+                    let n =
+                        content_length(value).ok_or(ExchangeError::Malformed("Content-Length"))?;
+                    if length.is_some_and(|seen| seen != n) {
+                        return Err(ExchangeError::Malformed("differing Content-Length"));
+                    }
+                    if length.is_none() {
+                        fields.set_length(Some(span));
+                    }
+                    length = Some(n);
+                    continue;
+                }
+                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                    transfer_encoding = true;
+                    chunked = tokens(value)
+                        .next_back()
+                        .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
+                    if !chunked {
+                        // Some other coding last: delimited by the close.
+                        close = true;
+                    }
+                    // Framing is this connection's alone: the client's side
+                    // gets its own.
+                    continue;
+                }
+                10 if name.eq_ignore_ascii_case(b"connection") => {
+                    let mut names_others = false;
+                    for token in tokens(value) {
+                        if token.eq_ignore_ascii_case(b"close") {
+                            close = true;
+                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                            if version == Version::HTTP_10 {
+                                close = false;
+                            }
+                        } else {
+                            names_others = true;
+                        }
+                    }
+                    // Hop-by-hop: kept only when it names fields that must
+                    // go with it (`forward::strip_hop_by_hop` removes them
+                    // all), or for a 101.
+                    if !names_others && !no_body {
+                        continue;
+                    }
+                    to_map = true;
+                }
+                10 if name.eq_ignore_ascii_case(b"keep-alive") => continue,
+                2 | 7 | 16 | 18 | 19 if forward::is_hop_by_hop(name) => to_map = true,
+                _ => {}
+            }
+            fields.push(span);
+        }
         let framing = if no_body {
             Some(Framing::Empty)
         } else if transfer_encoding {
@@ -453,7 +441,7 @@ fn parse_head(
             // such a connection is not trusted again.
             if length.is_some() {
                 close = true;
-                headers.remove(header::CONTENT_LENGTH);
+                fields.set_length(None);
             }
             chunked.then_some(Framing::Chunked)
         } else {
@@ -469,36 +457,19 @@ fn parse_head(
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.version_mut() = Version::HTTP_11;
-        *response.headers_mut() = headers;
+        let fields = if to_map {
+            fields.into_map(response.headers_mut());
+            None
+        } else {
+            Some(fields)
+        };
         return Ok(Some(Head {
             response,
+            fields,
             framing,
             keep_alive: !close && status != StatusCode::SWITCHING_PROTOCOLS,
         }));
     }
-}
-
-/// The `i`th field's name: most upstreams send the same names in the same
-/// order every time, so the name at `i` in the last head is tried first
-/// (a comparison where parsing a name costs several times that).
-fn field_name(
-    names: &mut Vec<HeaderName>,
-    i: usize,
-    raw: &[u8],
-) -> Result<HeaderName, ExchangeError> {
-    // A valid lowercase name matches only a raw name that parses to it.
-    if let Some(known) = names.get(i)
-        && raw.eq_ignore_ascii_case(known.as_str().as_bytes())
-    {
-        return Ok(known.clone());
-    }
-    let name = HeaderName::from_bytes(raw).map_err(|_| ExchangeError::Malformed("header name"))?;
-    if i < names.len() {
-        names[i] = name.clone();
-    } else if i == names.len() && i < REMEMBERED_NAMES {
-        names.push(name.clone());
-    }
-    Ok(name)
 }
 
 fn fill(
@@ -624,7 +595,16 @@ mod tests {
 
     fn head(raw: &str, head_request: bool) -> Result<Option<Head>, ExchangeError> {
         let mut buf = BytesMut::from(raw.as_bytes());
-        parse_head(&mut buf, head_request, &mut Vec::new())
+        parse_head(&mut buf, head_request)
+    }
+
+    /// All the head's own fields, raw or not, in a map.
+    fn map_of(head: Head) -> HeaderMap {
+        let mut headers = head.response.headers().clone();
+        if let Some(fields) = head.fields {
+            fields.into_map(&mut headers);
+        }
+        headers
     }
 
     fn framing(raw: &str) -> (Option<Framing>, bool) {
@@ -687,42 +667,55 @@ mod tests {
         assert_eq!(to_head.response.headers()["content-length"], "5");
     }
 
-    fn names_of(head: &Head) -> Vec<&str> {
-        head.response.headers().keys().map(|k| k.as_str()).collect()
-    }
-
     #[test]
-    fn names_remembered_from_the_last_head_are_only_ever_the_same_names() {
-        let mut names = Vec::new();
-        let mut parse = |raw: &str| {
-            let mut buf = BytesMut::from(raw.as_bytes());
-            parse_head(&mut buf, false, &mut names).map(|head| head.expect("complete head"))
-        };
-        let first =
-            parse("HTTP/1.1 200 OK\r\nServer: up\r\nX-Trace: 1\r\nContent-Length: 0\r\n\r\n")
-                .unwrap();
-        assert_eq!(names_of(&first), ["server", "x-trace", "content-length"]);
-        // Same names in another case, then other names at the same places.
-        let again =
-            parse("HTTP/1.1 200 OK\r\nSERVER: up\r\nx-TRACE: 2\r\ncontent-length: 0\r\n\r\n")
-                .unwrap();
-        assert_eq!(again.response.headers()["x-trace"], "2");
-        assert_eq!(again.response.headers().len(), 3);
-        let other =
-            parse("HTTP/1.1 200 OK\r\nserver-timing: a\r\nx-trac: 3\r\nContent-Length: 0\r\n\r\n")
-                .unwrap();
+    fn fields_stay_as_they_came_unless_a_rule_reads_them() {
+        let plain = head(
+            "HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Trace:  1\r\nContent-Length: 2\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(plain.response.headers().is_empty());
+        let fields = plain.fields.clone().expect("raw fields");
+        let mut out = Vec::new();
+        fields.write(&mut out);
         assert_eq!(
-            names_of(&other),
-            ["server-timing", "x-trac", "content-length"]
+            out, b"Server: up\r\nX-Trace:  1\r\n",
+            "framing and hop-by-hop left out"
         );
-        // A name that is no name never passes for the one remembered.
-        let mut names = vec![header::CONTENT_TYPE];
-        assert!(field_name(&mut names, 0, b"content type").is_err());
-        assert!(field_name(&mut names, 0, "content-typ\u{e9}".as_bytes()).is_err());
-        assert_eq!(
-            field_name(&mut names, 0, b"Content-Type").unwrap(),
-            header::CONTENT_TYPE
-        );
+        let map = map_of(plain);
+        assert_eq!(map["content-length"], "2", "the length comes back in a map");
+        assert_eq!(map.len(), 3);
+
+        // What a rule must look at, or remove, goes into the map.
+        for raw in [
+            "HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nServer: up\r\n\r\n",
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            let parsed = head(raw, false).unwrap().unwrap();
+            assert!(parsed.fields.is_none(), "{raw:?}");
+            assert!(!parsed.response.headers().is_empty(), "{raw:?}");
+        }
+        let to_head = head(
+            "HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 5\r\n\r\n",
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(to_head.fields.is_none());
+        assert_eq!(to_head.response.headers()["content-length"], "5");
+        // Transfer-Encoding over Content-Length: neither goes on.
+        let both = head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(map_of(both).is_empty());
     }
 
     #[test]
@@ -738,9 +731,7 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"[..],
         );
-        let created = parse_head(&mut buf, false, &mut Vec::new())
-            .unwrap()
-            .unwrap();
+        let created = parse_head(&mut buf, false).unwrap().unwrap();
         assert_eq!(created.response.status(), StatusCode::CREATED);
         assert_eq!(&buf[..], b"ok");
         assert!(
@@ -757,11 +748,8 @@ mod tests {
             raw.push_str(&format!("set-cookie: c{i}=v\r\n"));
         }
         raw.push_str("content-length: 0\r\n\r\n");
-        let many = head(&raw, false).unwrap().unwrap();
-        assert_eq!(
-            many.response.headers().get_all("set-cookie").iter().count(),
-            100
-        );
+        let many = map_of(head(&raw, false).unwrap().unwrap());
+        assert_eq!(many.get_all("set-cookie").iter().count(), 100);
         let mut too_many = String::from("HTTP/1.1 200 OK\r\n");
         for i in 0..=MAX_HEADERS {
             too_many.push_str(&format!("x-{i}: v\r\n"));

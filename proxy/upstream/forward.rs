@@ -108,6 +108,13 @@ fn hop_by_hop_bit(name: &HeaderName) -> u8 {
     }
 }
 
+/// Whether a raw field name is one of [`HOP_BY_HOP`].
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+}
+
 /// Whether a request asks to switch protocols (WebSocket) over HTTP/1.1.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     let connection_upgrade = headers

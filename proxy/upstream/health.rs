@@ -152,7 +152,7 @@ async fn probe(service: &Service, addr: SocketAddr, check: &Health) -> bool {
         .pool
         .send(service.scheme, to, request, version, body::empty());
     match sent.await {
-        (Ok(response), _) => {
+        (Ok((response, _)), _) => {
             let ok = response.status().is_success() || response.status().is_redirection();
             // Drain so the pooled connection can be reused.
             let _ = tokio::time::timeout(

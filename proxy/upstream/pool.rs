@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::exchange::{Connection, ExchangeError, Outgoing, ResponseBody};
 use crate::http::body::Body;
 use crate::http::h1::upgrade::Rewind;
+use crate::http::raw::RawFields;
 
 /// Idle keep-alive connections kept per endpoint.
 pub const MAX_IDLE: usize = 64;
@@ -68,6 +69,9 @@ pub struct Attempt {
 
 /// The idle connections of a service, by endpoint (a service has few
 /// endpoints: a list is quicker to search than a map is to hash).
+/// A response, and its own fields when they are not in its map.
+pub type Pooled = (Response<PooledBody>, Option<RawFields>);
+
 #[derive(Debug, Default)]
 pub struct Pool {
     idle: Mutex<Vec<(SocketAddr, Vec<Idle>)>>,
@@ -104,7 +108,7 @@ impl Pool {
         to: Attempt,
         request: Outgoing<'_>,
         body: Body,
-    ) -> (Result<Response<PooledBody>, SendError>, bool) {
+    ) -> (Result<Pooled, SendError>, bool) {
         let Attempt {
             addr,
             reuse,
@@ -119,7 +123,7 @@ impl Pool {
                 Err(e) => return (Err(e), false),
             },
         };
-        let (head, body) = match conn.send(request, body, deadline).await {
+        let (head, fields, body) = match conn.send(request, body, deadline).await {
             Ok(sent) => sent,
             Err(ExchangeError::TimedOut) => return (Err(SendError::TimedOut { addr }), reused),
             Err(e) => return (Err(SendError::Exchange(e)), reused),
@@ -134,7 +138,7 @@ impl Pool {
             response
                 .extensions_mut()
                 .insert(UpstreamUpgrade(Arc::new(Mutex::new(io))));
-            return (Ok(response), reused);
+            return (Ok((response, fields)), reused);
         }
         let mut response = head.map(|()| PooledBody {
             inner: body,
@@ -148,7 +152,7 @@ impl Pool {
         if body.inner.is_end_stream() {
             body.release();
         }
-        (Ok(response), reused)
+        (Ok((response, fields)), reused)
     }
 
     /// The most recently used idle connection of `addr` that is still open
@@ -336,7 +340,8 @@ mod tests {
             reuse,
             deadline: Instant::now() + Duration::from_secs(30),
         };
-        pool.send(to, request, body).await
+        let (sent, reused) = pool.send(to, request, body).await;
+        (sent.map(|(response, _)| response), reused)
     }
 
     fn get(path: &'static str) -> Request<Body> {

@@ -22,6 +22,7 @@ use crate::http::compression::{self, Coding};
 use crate::http::conn::ConnInfo;
 use crate::http::error::Reject;
 use crate::http::h1::upgrade::ClientUpgrade;
+use crate::http::raw::RawFields;
 use crate::router::{self, Route};
 use crate::upstream::pool::UpstreamUpgrade;
 
@@ -37,6 +38,11 @@ pub struct Upstream {
     pub endpoint: SocketAddr,
     pub status: u16,
 }
+
+/// The upstream that answered, and the response's own fields when they
+/// are not in its map: written as they came to an HTTP/1.1 client, or
+/// moved into the map for another.
+pub type Answered = (Upstream, Option<RawFields>);
 
 /// Response compression settings (`[compression]`).
 #[derive(Debug, Clone, Default)]
@@ -75,7 +81,7 @@ pub async fn proxy<B: RequestBody>(
     service: &Arc<Service>,
     conn: &ConnInfo,
     compression: &Compression,
-) -> (Response<Body>, Option<Upstream>) {
+) -> (Response<Body>, Option<Answered>) {
     service.budget.deposit();
     // An HTTP/1.1 connection that can be handed over carries its handle.
     let client_upgrade = req.extensions_mut().remove::<ClientUpgrade>();
@@ -219,7 +225,7 @@ pub async fn proxy<B: RequestBody>(
             .await;
         endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
         let failure = match sent {
-            Ok(response) => {
+            Ok((response, fields)) => {
                 region.attempts.ok();
                 // Passive outlier ejection: a gateway error from the
                 // upstream counts as a failure, any other answer as success.
@@ -227,6 +233,7 @@ pub async fn proxy<B: RequestBody>(
                 service.report(region, &endpoint, !gateway_error);
                 return respond(
                     response,
+                    fields,
                     region.name.clone(),
                     endpoint.addr,
                     client_upgrade,
@@ -354,12 +361,13 @@ fn classify(error: &super::client::SendError) -> Option<Failure> {
 
 fn respond(
     mut response: Response<Body>,
+    mut fields: Option<RawFields>,
     region: Arc<str>,
     endpoint: SocketAddr,
     client_upgrade: Option<ClientUpgrade>,
     accept_encoding: &[HeaderValue],
     compression: &Compression,
-) -> (Response<Body>, Option<Upstream>) {
+) -> (Response<Body>, Option<Answered>) {
     let status = response.status();
     let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some(client) = client_upgrade {
@@ -372,6 +380,13 @@ fn respond(
         tunnel::spawn(client, upstream);
     }
     forward::strip_hop_by_hop(response.headers_mut(), switching);
+    // Compression decides on the fields: they go into the map first.
+    if !accept_encoding.is_empty()
+        && !compression.algorithms.is_empty()
+        && let Some(fields) = fields.take()
+    {
+        fields.into_map(response.headers_mut());
+    }
     let coding = if switching {
         Coding::Identity
     } else {
@@ -388,7 +403,7 @@ fn respond(
         endpoint,
         status: status.as_u16(),
     };
-    (response, Some(upstream))
+    (response, Some((upstream, fields)))
 }
 
 /// Compress a proxied response when the client accepts it, the upstream did

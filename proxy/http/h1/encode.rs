@@ -13,6 +13,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{StatusCode, Version};
 use http_body::SizeHint;
 
+use crate::http::raw::RawFields;
 use crate::http::sendfile::{FileSlice, Transport};
 
 const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
@@ -54,6 +55,7 @@ pub fn plan(
     // One pass over the names, so that the fields a response rarely
     // carries (a proxied one has lost them already) cost no lookups.
     let (mut connection, mut keep_alive_field, mut transfer_encoding) = (false, false, false);
+    let mut length_field = false;
     // Names the `http` crate knows compare as numbers.
     for name in headers.keys() {
         if *name == header::CONNECTION {
@@ -62,6 +64,8 @@ pub fn plan(
             transfer_encoding = true;
         } else if *name == KEEP_ALIVE {
             keep_alive_field = true;
+        } else if *name == header::CONTENT_LENGTH {
+            length_field = true;
         }
     }
     let mut keep_alive = asked.keep_alive
@@ -89,14 +93,17 @@ pub fn plan(
         BodyFraming::None
     } else if asked.head || status == StatusCode::NOT_MODIFIED {
         BodyFraming::None
-    } else if let Some((length, plain)) = content_length(headers) {
+    } else if let Some((length, plain)) = content_length(headers).filter(|_| length_field) {
         // One Content-Length, in its plain form, whatever came before.
         if !plain {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         }
         BodyFraming::Length(length)
     } else if let Some(length) = hint.exact() {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        // `head` writes the length the body has.
+        if length_field {
+            headers.remove(header::CONTENT_LENGTH);
+        }
         BodyFraming::Length(length)
     } else if asked.version == Version::HTTP_11 {
         headers.remove(header::CONTENT_LENGTH);
@@ -109,11 +116,13 @@ pub fn plan(
     (framing, keep_alive)
 }
 
-/// Appends the status line and header fields (with `date`, `connection`
-/// and `transfer-encoding` as `plan` decided).
+/// Appends the status line and header fields: `raw` as they came, then
+/// `headers`, then `date`, `content-length`, `connection` and
+/// `transfer-encoding` as `plan` decided.
 pub fn head(
     out: &mut Vec<u8>,
     status: StatusCode,
+    raw: Option<&RawFields>,
     headers: &HeaderMap,
     framing: BodyFraming,
     keep_alive: bool,
@@ -125,11 +134,24 @@ pub fn head(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut dated = false;
+    if let Some(raw) = raw {
+        raw.write(out);
+        dated = raw.dated();
+    }
+    let mut lengthed = false;
     for (name, value) in headers {
         dated |= *name == header::DATE;
+        lengthed |= *name == header::CONTENT_LENGTH;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let BodyFraming::Length(length) = framing
+        && !lengthed
+    {
+        out.extend_from_slice(b"content-length: ");
+        number(out, length, 10);
         out.extend_from_slice(b"\r\n");
     }
     if !dated {
@@ -434,7 +456,17 @@ mod tests {
             asked(Version::HTTP_11, false),
         );
         assert_eq!(got, (BodyFraming::Length(5), true));
-        assert_eq!(headers[header::CONTENT_LENGTH], "5");
+        assert!(headers.is_empty(), "the length is written with the head");
+        // A length field the body disagrees with goes; the body's is written.
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("x"));
+        let got = plan(
+            StatusCode::OK,
+            &mut headers,
+            &exact,
+            asked(Version::HTTP_11, false),
+        );
+        assert_eq!(got, (BodyFraming::Length(5), true));
+        assert!(headers.is_empty());
         let mut closing = HeaderMap::new();
         closing.insert(header::CONNECTION, HeaderValue::from_static("close"));
         let got = plan(
@@ -491,6 +523,7 @@ mod tests {
         head(
             &mut out,
             StatusCode::OK,
+            None,
             &headers,
             BodyFraming::Length(2),
             true,
@@ -499,6 +532,41 @@ mod tests {
         assert_eq!(
             out,
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ndate: x\r\nconnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn head_bytes_with_fields_as_they_came() {
+        let raw = b"HTTP/1.1 200 OK\r\nServer: up\r\nDate: y\r\nContent-Length: 2\r\n\r\n";
+        let mut parsed = [httparse::EMPTY_HEADER; 4];
+        let mut response = httparse::Response::new(&mut parsed);
+        response.parse(raw).unwrap();
+        let at = |part: &[u8]| (part.as_ptr() as usize - raw.as_ptr() as usize) as u32;
+        let mut fields = RawFields::new(Bytes::from_static(raw));
+        for field in &response.headers[..2] {
+            fields.push(crate::http::raw::Span {
+                name: at(field.name.as_bytes()),
+                name_len: field.name.len() as u32,
+                value: at(field.value),
+                value_len: field.value.len() as u32,
+            });
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", HeaderValue::from_static("id"));
+        let mut out = Vec::new();
+        head(
+            &mut out,
+            StatusCode::OK,
+            Some(&fields),
+            &headers,
+            BodyFraming::Length(2),
+            true,
+            asked(Version::HTTP_11, false),
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nServer: up\r\nDate: y\r\nx-request-id: id\r\ncontent-length: 2\r\n\r\n",
+            "their own Date kept, no second one; the length from the framing"
         );
     }
 

@@ -34,6 +34,7 @@ use self::upgrade::{ClientUpgrade, Upgraded};
 use super::conn::ConnInfo;
 use super::error::Reject;
 use super::observe::Observed;
+use super::raw::RawFields;
 use super::sendfile::{FileSlice, Transport};
 use crate::app::App;
 use crate::drain::{Drain, Watch};
@@ -451,7 +452,8 @@ fn fill<I: AsyncRead + Unpin>(
     tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
 
-type Handler<'a> = Pin<Box<dyn Future<Output = Response<Observed>> + Send + 'a>>;
+type Handler<'a> =
+    Pin<Box<dyn Future<Output = (Response<Observed>, Option<RawFields>)> + Send + 'a>>;
 
 enum Phase<'a> {
     /// Waiting for the request path's response.
@@ -532,8 +534,8 @@ impl Exchange<'_> {
                         self.broken = true;
                         return Poll::Ready(false);
                     }
-                    let response = ready!(handler.as_mut().poll(cx));
-                    self.start(conn, response);
+                    let (response, fields) = ready!(handler.as_mut().poll(cx));
+                    self.start(conn, response, fields);
                 }
                 Phase::Body {
                     body,
@@ -615,8 +617,14 @@ impl Exchange<'_> {
         }
     }
 
-    /// Queues the response head and moves on to its body.
-    fn start<I: Transport>(&mut self, conn: &mut Conn<I>, mut response: Response<Observed>) {
+    /// Queues the response head (`fields`, the upstream's own, first) and
+    /// moves on to its body.
+    fn start<I: Transport>(
+        &mut self,
+        conn: &mut Conn<I>,
+        mut response: Response<Observed>,
+        mut fields: Option<RawFields>,
+    ) {
         // An interim answer in place of a final one would leave the client
         // waiting for the real one: only 101 leaves the handler as 1xx.
         if response.status().is_informational()
@@ -626,6 +634,7 @@ impl Exchange<'_> {
             let mut observed = response.into_body();
             observed.replace(body);
             response = Response::from_parts(parts, observed);
+            fields = None;
         }
         let (mut parts, body) = response.into_parts();
         let draining = conn.draining || conn.drain.is_draining();
@@ -643,6 +652,7 @@ impl Exchange<'_> {
         encode::head(
             &mut conn.out.buf,
             parts.status,
+            fields.as_ref(),
             &parts.headers,
             framing,
             self.keep_alive,
