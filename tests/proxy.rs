@@ -367,6 +367,7 @@ async fn h2_client_reaches_an_h1_upstream_with_its_authority_as_host() {
 async fn an_upstream_answer_reaches_an_h1_client_with_its_fields_once() {
     let up = Upstream::echo()
         .header("x-from-up", "yes")
+        .header("X-Request-Id", "the-upstream-s-own")
         .header("cache-control", "no-store")
         .header("date", "Thu, 01 Jan 2026 00:00:00 GMT")
         .start()
@@ -415,6 +416,12 @@ async fn an_upstream_answer_reaches_an_h1_client_with_its_fields_once() {
     );
     let e: serde_json::Value = serde_json::from_str(body).expect("the echo, whole");
     assert_eq!(e["uri"], "/api/raw");
+    // The id the client gets is the one the upstream saw, not the
+    // upstream's own field.
+    let id = seen(&e, "x-request-id");
+    assert_eq!(id.len(), 1, "{id:?}");
+    assert!(head.contains(&format!(": {}\r\n", id[0])), "{head}");
+    assert!(!head.contains("the-upstream-s-own"), "{head}");
 }
 
 // ---------------------------------------------------------------- pooling and streaming

@@ -28,6 +28,16 @@ impl Span {
     }
 }
 
+/// What an HTTP/1.1 writer puts in a response head beside its map: the
+/// upstream's own fields, and the request id (one map insert per request,
+/// and the map's allocation, saved).
+#[derive(Debug, Default)]
+pub struct Beside {
+    /// Boxed: they move through several returns on their way to the writer.
+    pub fields: Option<Box<RawFields>>,
+    pub request_id: Option<HeaderValue>,
+}
+
 /// Fields of one head, each a valid name and value (the parser checked
 /// both), in the order they came.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +78,19 @@ impl RawFields {
 
     pub fn head(&self) -> &Bytes {
         &self.head
+    }
+
+    /// Leaves out every field named `name` (lowercase), as a map's insert
+    /// of another value would.
+    pub fn remove(&mut self, name: &str) {
+        let head = &self.head;
+        self.spans
+            .retain(|span| !head[span.name()].eq_ignore_ascii_case(name.as_bytes()));
+        if name == "date" {
+            self.dated = false;
+        } else if name == "content-encoding" {
+            self.encoding = None;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -155,6 +178,15 @@ mod tests {
         assert!(raw.dated());
         assert_eq!(raw.content_encoding(), None);
         assert!(!fields("server: up\r\n").dated());
+    }
+
+    #[test]
+    fn removed_fields_are_not_written() {
+        let mut raw = fields("X-Request-Id: up\r\nServer: up\r\nx-request-id: again\r\n");
+        raw.remove("x-request-id");
+        let mut out = Vec::new();
+        raw.write(&mut out);
+        assert_eq!(out, b"Server: up\r\n");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::body::{Body, RequestBody};
 use super::conn::{ConnInfo, InFlight};
 use super::error::Reject;
 use super::observe::{Finish, LogFields, Observed};
-use super::raw::RawFields;
+use super::raw::Beside;
 use crate::app::App;
 use crate::balancer::{Target, affinity};
 use crate::http::rate_limit::Decision;
@@ -20,14 +20,14 @@ use crate::snapshot::{AccessLog, Snapshot};
 
 use crate::upstream::proxy::REQUEST_ID;
 
-/// The response to `req`. A proxied response's own fields come apart from
-/// its map for an HTTP/1.1 client (see [`RawFields`]); for the other
-/// protocols they are in the map.
+/// The response to `req`. For an HTTP/1.1 client, a proxied response's own
+/// fields and the request id come beside its map (see [`Beside`]); for the
+/// other protocols they are all in the map.
 pub async fn handle<B: RequestBody>(
     mut req: Request<B>,
     conn: Arc<ConnInfo>,
     app: &App,
-) -> (Response<Observed>, Option<RawFields>) {
+) -> (Response<Observed>, Beside) {
     let started = Instant::now();
     // Counted in flight until the response ends, or this future is dropped.
     let conn = InFlight::start(conn);
@@ -67,23 +67,31 @@ pub async fn handle<B: RequestBody>(
         // Same headers as GET (Content-Length included), never a body.
         *response.body_mut() = super::body::empty();
     }
+    // Fields weir sets replace the upstream's own.
+    let mut set = |name: header::HeaderName, value: HeaderValue| {
+        if let Some(fields) = &mut fields {
+            fields.remove(name.as_str());
+        }
+        response.headers_mut().insert(name, value);
+    };
     if conn.tls
         && let Some(hsts) = snapshot
             .listener(&conn.listener)
             .and_then(|l| l.tls.as_ref()?.hsts_header.clone())
     {
-        response
-            .headers_mut()
-            .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+        set(header::STRICT_TRANSPORT_SECURITY, hsts);
     }
     if let Some(alt_svc) = &conn.alt_svc {
-        response
-            .headers_mut()
-            .insert(header::ALT_SVC, alt_svc.clone());
+        set(header::ALT_SVC, alt_svc.clone());
     }
-    response
-        .headers_mut()
-        .insert(REQUEST_ID.clone(), request_id);
+    if http1 {
+        if let Some(fields) = &mut fields {
+            fields.remove(REQUEST_ID.as_str());
+        }
+        response.headers_mut().remove(REQUEST_ID);
+    } else {
+        set(REQUEST_ID, request_id.clone());
+    }
     let encoding = match &fields {
         Some(fields) => fields.content_encoding(),
         None => response
@@ -100,7 +108,11 @@ pub async fn handle<B: RequestBody>(
         route,
         log,
     };
-    (response.map(|body| Observed::new(body, finish)), fields)
+    let beside = Beside {
+        fields,
+        request_id: http1.then_some(request_id),
+    };
+    (response.map(|body| Observed::new(body, finish)), beside)
 }
 
 /// A response with the route and backend index that made it (for metrics

@@ -80,7 +80,7 @@ impl SendError {
 
 /// A response, and its own fields when they are not in its map (an
 /// HTTP/1.1 response that nothing had to change on the way).
-pub type Answer = (Response<Body>, Option<RawFields>);
+pub type Answer = (Response<Body>, Option<Box<RawFields>>);
 
 impl Pool {
     /// Sends one request as `to` says (`request.target` is its path and

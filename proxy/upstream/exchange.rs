@@ -112,7 +112,7 @@ impl Connection {
         request: Outgoing<'_>,
         mut body: Body,
         deadline: Instant,
-    ) -> Result<(Response<()>, Option<RawFields>, ResponseBody), ExchangeError> {
+    ) -> Result<(Response<()>, Option<Box<RawFields>>, ResponseBody), ExchangeError> {
         // A timer due earlier stays as it is, and is moved on if it fires
         // early (see the poll below): cheaper than a reset per request.
         let mut timer = match self.timer.take() {
@@ -257,7 +257,7 @@ struct Head {
     /// Its own fields are in `fields`, or (when they must be looked at or
     /// changed on the way) in its map.
     response: Response<()>,
-    fields: Option<RawFields>,
+    fields: Option<Box<RawFields>>,
     /// `None`: read until the upstream closes.
     framing: Option<Framing>,
     keep_alive: bool,
@@ -461,7 +461,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
             fields.into_map(response.headers_mut());
             None
         } else {
-            Some(fields)
+            Some(Box::new(fields))
         };
         return Ok(Some(Head {
             response,

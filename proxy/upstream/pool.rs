@@ -70,7 +70,7 @@ pub struct Attempt {
 /// The idle connections of a service, by endpoint (a service has few
 /// endpoints: a list is quicker to search than a map is to hash).
 /// A response, and its own fields when they are not in its map.
-pub type Pooled = (Response<PooledBody>, Option<RawFields>);
+pub type Pooled = (Response<PooledBody>, Option<Box<RawFields>>);
 
 #[derive(Debug, Default)]
 pub struct Pool {

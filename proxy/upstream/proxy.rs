@@ -42,7 +42,7 @@ pub struct Upstream {
 /// The upstream that answered, and the response's own fields when they
 /// are not in its map: written as they came to an HTTP/1.1 client, or
 /// moved into the map for another.
-pub type Answered = (Upstream, Option<RawFields>);
+pub type Answered = (Upstream, Option<Box<RawFields>>);
 
 /// Response compression settings (`[compression]`).
 #[derive(Debug, Clone, Default)]
@@ -361,7 +361,7 @@ fn classify(error: &super::client::SendError) -> Option<Failure> {
 
 fn respond(
     mut response: Response<Body>,
-    mut fields: Option<RawFields>,
+    mut fields: Option<Box<RawFields>>,
     region: Arc<str>,
     endpoint: SocketAddr,
     client_upgrade: Option<ClientUpgrade>,

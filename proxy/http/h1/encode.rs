@@ -13,7 +13,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{StatusCode, Version};
 use http_body::SizeHint;
 
-use crate::http::raw::RawFields;
+use crate::http::raw::Beside;
 use crate::http::sendfile::{FileSlice, Transport};
 
 const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
@@ -116,13 +116,13 @@ pub fn plan(
     (framing, keep_alive)
 }
 
-/// Appends the status line and header fields: `raw` as they came, then
-/// `headers`, then `date`, `content-length`, `connection` and
-/// `transfer-encoding` as `plan` decided.
+/// Appends the status line and header fields: the upstream's own as they
+/// came, `headers`, the request id, then `date`, `content-length`,
+/// `connection` and `transfer-encoding` as `plan` decided.
 pub fn head(
     out: &mut Vec<u8>,
     status: StatusCode,
-    raw: Option<&RawFields>,
+    beside: &Beside,
     headers: &HeaderMap,
     framing: BodyFraming,
     keep_alive: bool,
@@ -134,9 +134,9 @@ pub fn head(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut dated = false;
-    if let Some(raw) = raw {
-        raw.write(out);
-        dated = raw.dated();
+    if let Some(fields) = &beside.fields {
+        fields.write(out);
+        dated = fields.dated();
     }
     let mut lengthed = false;
     for (name, value) in headers {
@@ -145,6 +145,11 @@ pub fn head(
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(id) = &beside.request_id {
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if let BodyFraming::Length(length) = framing
@@ -523,7 +528,7 @@ mod tests {
         head(
             &mut out,
             StatusCode::OK,
-            None,
+            &Beside::default(),
             &headers,
             BodyFraming::Length(2),
             true,
@@ -542,7 +547,7 @@ mod tests {
         let mut response = httparse::Response::new(&mut parsed);
         response.parse(raw).unwrap();
         let at = |part: &[u8]| (part.as_ptr() as usize - raw.as_ptr() as usize) as u32;
-        let mut fields = RawFields::new(Bytes::from_static(raw));
+        let mut fields = crate::http::raw::RawFields::new(Bytes::from_static(raw));
         for field in &response.headers[..2] {
             fields.push(crate::http::raw::Span {
                 name: at(field.name.as_bytes()),
@@ -552,12 +557,16 @@ mod tests {
             });
         }
         let mut headers = HeaderMap::new();
-        headers.insert("x-request-id", HeaderValue::from_static("id"));
+        headers.insert("cache-control", HeaderValue::from_static("no-store"));
+        let beside = Beside {
+            fields: Some(Box::new(fields)),
+            request_id: Some(HeaderValue::from_static("id")),
+        };
         let mut out = Vec::new();
         head(
             &mut out,
             StatusCode::OK,
-            Some(&fields),
+            &beside,
             &headers,
             BodyFraming::Length(2),
             true,
@@ -565,7 +574,7 @@ mod tests {
         );
         assert_eq!(
             out,
-            b"HTTP/1.1 200 OK\r\nServer: up\r\nDate: y\r\nx-request-id: id\r\ncontent-length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nServer: up\r\nDate: y\r\ncache-control: no-store\r\nx-request-id: id\r\ncontent-length: 2\r\n\r\n",
             "their own Date kept, no second one; the length from the framing"
         );
     }

@@ -34,7 +34,7 @@ use self::upgrade::{ClientUpgrade, Upgraded};
 use super::conn::ConnInfo;
 use super::error::Reject;
 use super::observe::Observed;
-use super::raw::RawFields;
+use super::raw::Beside;
 use super::sendfile::{FileSlice, Transport};
 use crate::app::App;
 use crate::drain::{Drain, Watch};
@@ -452,8 +452,7 @@ fn fill<I: AsyncRead + Unpin>(
     tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
 
-type Handler<'a> =
-    Pin<Box<dyn Future<Output = (Response<Observed>, Option<RawFields>)> + Send + 'a>>;
+type Handler<'a> = Pin<Box<dyn Future<Output = (Response<Observed>, Beside)> + Send + 'a>>;
 
 enum Phase<'a> {
     /// Waiting for the request path's response.
@@ -534,8 +533,8 @@ impl Exchange<'_> {
                         self.broken = true;
                         return Poll::Ready(false);
                     }
-                    let (response, fields) = ready!(handler.as_mut().poll(cx));
-                    self.start(conn, response, fields);
+                    let (response, beside) = ready!(handler.as_mut().poll(cx));
+                    self.start(conn, response, beside);
                 }
                 Phase::Body {
                     body,
@@ -617,13 +616,13 @@ impl Exchange<'_> {
         }
     }
 
-    /// Queues the response head (`fields`, the upstream's own, first) and
+    /// Queues the response head (with the fields `beside` its map) and
     /// moves on to its body.
     fn start<I: Transport>(
         &mut self,
         conn: &mut Conn<I>,
         mut response: Response<Observed>,
-        mut fields: Option<RawFields>,
+        mut beside: Beside,
     ) {
         // An interim answer in place of a final one would leave the client
         // waiting for the real one: only 101 leaves the handler as 1xx.
@@ -634,7 +633,7 @@ impl Exchange<'_> {
             let mut observed = response.into_body();
             observed.replace(body);
             response = Response::from_parts(parts, observed);
-            fields = None;
+            beside.fields = None;
         }
         let (mut parts, body) = response.into_parts();
         let draining = conn.draining || conn.drain.is_draining();
@@ -652,7 +651,7 @@ impl Exchange<'_> {
         encode::head(
             &mut conn.out.buf,
             parts.status,
-            fields.as_ref(),
+            &beside,
             &parts.headers,
             framing,
             self.keep_alive,
