@@ -2,9 +2,11 @@
 //! or route, pick a backend, let the site (or, later, the upstream) answer,
 //! and wrap the response so it is measured when it ends.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 
 use super::body::{Body, RequestBody};
@@ -35,12 +37,19 @@ pub async fn handle<B: RequestBody>(
     let snapshot = app.snapshot();
     // Upstreams see the same id the client gets back.
     let (request_id, made) = request_id(req.headers_mut());
-    let host = request_host(&req);
+    // Cheap copies of where the host is, so that the request can move on
+    // while the host is borrowed from them.
+    let authority = req.uri().authority().cloned();
+    let host_field = match authority {
+        Some(_) => None,
+        None => req.headers().get(header::HOST).cloned(),
+    };
+    let host = request_host(authority.as_ref(), host_field.as_ref());
     let log = (snapshot.access_log != AccessLog::Off).then(|| {
         Box::new(LogFields {
             combined: snapshot.access_log == AccessLog::Combined,
             method: req.method().clone(),
-            host: host.clone().unwrap_or_default(),
+            host: host.as_deref().unwrap_or_default().to_owned(),
             path: req.uri().path().to_owned(),
             protocol: protocol(req.version()),
             request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
@@ -239,10 +248,13 @@ fn request_id(headers: &mut HeaderMap) -> (HeaderValue, bool) {
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute
 /// form) or the Host header, lowercased and without port.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let raw = match req.uri().authority() {
+fn request_host<'a>(
+    authority: Option<&'a Authority>,
+    field: Option<&'a HeaderValue>,
+) -> Option<Cow<'a, str>> {
+    let raw = match authority {
         Some(authority) => authority.as_str(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?,
+        None => field?.to_str().ok()?,
     };
     router::host::normalize(raw)
 }

@@ -1,5 +1,7 @@
 //! Host matching: exact names, `*.suffix` wildcards, or any host.
 
+use std::borrow::Cow;
+
 /// How a route matches the request host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostMatch {
@@ -23,8 +25,9 @@ impl HostMatch {
 }
 
 /// The request's host, lowercased, without port or trailing dot. `None`
-/// when the value is not a plausible host.
-pub fn normalize(raw: &str) -> Option<String> {
+/// when the value is not a plausible host. Borrowed from `raw` when it is
+/// lowercase already, as it nearly always is.
+pub fn normalize(raw: &str) -> Option<Cow<'_, str>> {
     let bytes = raw.as_bytes();
     let end = if bytes.first() == Some(&b'[') {
         // IPv6 literal: keep the brackets, drop the port.
@@ -42,7 +45,14 @@ pub fn normalize(raw: &str) -> Option<String> {
         && host.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
         });
-    valid.then(|| host.to_ascii_lowercase())
+    if !valid {
+        return None;
+    }
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 #[cfg(test)]
