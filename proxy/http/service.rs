@@ -62,7 +62,7 @@ pub async fn handle<B: RequestBody>(
     let http1 = req.version() <= Version::HTTP_11;
     let made = made.then_some(&request_id);
     let (mut response, route, answered) =
-        dispatch(req, made, &conn, &snapshot, host.as_deref()).await;
+        dispatch(req, started, made, &conn, &snapshot, host.as_deref()).await;
     let (upstream, mut fields) = match answered {
         Some((upstream, fields)) => (Some(upstream), fields),
         None => (None, None),
@@ -134,6 +134,7 @@ type Dispatched = (
 
 async fn dispatch<B: RequestBody>(
     req: Request<B>,
+    started: Instant,
     made_id: Option<&HeaderValue>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
@@ -210,7 +211,8 @@ async fn dispatch<B: RequestBody>(
         }
         Target::Service(service) => {
             let compression = &snapshot.compression;
-            crate::upstream::proxy::proxy(req, made_id, route, service, conn, compression).await
+            crate::upstream::proxy::proxy(req, started, made_id, route, service, conn, compression)
+                .await
         }
     };
     if let Some(cookie) = pin {

@@ -72,10 +72,12 @@ impl Failure {
     }
 }
 
-/// Sends `req` to `service`. `request_id` is an id weir made, to be added
-/// (one the client sent is among its headers already).
+/// Sends `req`, which came at `started`, to `service`. `request_id` is an
+/// id weir made, to be added (one the client sent is among its headers
+/// already).
 pub async fn proxy<B: RequestBody>(
     mut req: Request<B>,
+    started: std::time::Instant,
     request_id: Option<&HeaderValue>,
     route: &Route,
     service: &Arc<Service>,
@@ -144,7 +146,7 @@ pub async fn proxy<B: RequestBody>(
     );
     let timeout = route.options.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let try_timeout = route.options.try_timeout.unwrap_or(timeout);
-    let started = Instant::now();
+    let started = Instant::from_std(started);
     let deadline = started + timeout;
     let version = match service.protocol {
         Protocol::H2c => Version::HTTP_2,

@@ -167,6 +167,9 @@ impl<I: Transport> Conn<I> {
             return Next::Close;
         }
         let mut head_since = first.or_else(|| (!self.buf.is_empty()).then(Instant::now));
+        // Bytes came for a head: its clock starts if it is not whole yet (a
+        // head read whole at once, as most are, reads no clock for it).
+        let mut arrived = false;
         let idle_until = Instant::now() + limits.idle_timeout;
         let deadline = |since: Option<Instant>| {
             since.map_or(idle_until, |since| since + limits.header_read_timeout)
@@ -190,6 +193,9 @@ impl<I: Transport> Conn<I> {
                     }
                 }
             }
+            if arrived {
+                head_since.get_or_insert_with(Instant::now);
+            }
             // A timer due earlier than `due` stays as it is, and is moved
             // on when it fires early: a reset per request cost more than
             // one early firing per idle timeout.
@@ -201,9 +207,7 @@ impl<I: Transport> Conn<I> {
                 biased;
                 read = poll_fn(|cx| fill(&mut self.io, &mut self.buf, cx, HEAD_READ)) => match read {
                     Ok(0) | Err(_) => return Next::Close,
-                    Ok(_) => {
-                        head_since.get_or_insert_with(Instant::now);
-                    }
+                    Ok(_) => arrived = true,
                 },
                 () = &mut self.timer => {
                     if Instant::now() < due {
