@@ -687,6 +687,18 @@ mod tests {
         assert_eq!(map["content-length"], "2", "the length comes back in a map");
         assert_eq!(map.len(), 3);
 
+        // Empty values are fields too.
+        let empty = head(
+            "HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Blank:   \r\nContent-Length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        let mut out = Vec::new();
+        empty.fields.clone().expect("raw fields").write(&mut out);
+        assert_eq!(out, b"X-Empty:\r\nX-Blank:   \r\n", "as they came");
+        assert_eq!(map_of(empty)["x-empty"], "");
+
         // What a rule must look at, or remove, goes into the map.
         for raw in [
             "HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\nContent-Length: 0\r\n\r\n",

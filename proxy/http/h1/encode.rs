@@ -93,7 +93,7 @@ pub fn plan(
         BodyFraming::None
     } else if asked.head || status == StatusCode::NOT_MODIFIED {
         BodyFraming::None
-    } else if let Some((length, plain)) = content_length(headers).filter(|_| length_field) {
+    } else if let Some((length, plain)) = length_field.then(|| content_length(headers)).flatten() {
         // One Content-Length, in its plain form, whatever came before.
         if !plain {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
