@@ -64,7 +64,8 @@ impl RawFields {
         let name = &self.head[span.name()];
         if name.eq_ignore_ascii_case(b"date") {
             self.dated = true;
-        } else if name.eq_ignore_ascii_case(b"content-encoding") {
+        } else if self.encoding.is_none() && name.eq_ignore_ascii_case(b"content-encoding") {
+            // The first, as a map's `get` would find.
             self.encoding = Some(span);
         }
         self.spans.push(span);

@@ -67,11 +67,11 @@ pub struct Attempt {
     pub deadline: Instant,
 }
 
-/// The idle connections of a service, by endpoint (a service has few
-/// endpoints: a list is quicker to search than a map is to hash).
 /// A response, and its own fields when they are not in its map.
 pub type Pooled = (Response<PooledBody>, Option<Box<RawFields>>);
 
+/// The idle connections of a service, by endpoint (a service has few
+/// endpoints: a list is quicker to search than a map is to hash).
 #[derive(Debug, Default)]
 pub struct Pool {
     idle: Mutex<Vec<(SocketAddr, Vec<Idle>)>>,
