@@ -5,6 +5,7 @@
 //! them into one.
 
 use bytes::Bytes;
+use http::Response;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
@@ -19,6 +20,17 @@ pub struct Span {
 }
 
 impl Span {
+    /// The span of a field whose `name` and `value` are slices of `head`.
+    pub fn within(head: &[u8], name: &[u8], value: &[u8]) -> Span {
+        let at = |part: &[u8]| (part.as_ptr() as usize - head.as_ptr() as usize) as u32;
+        Span {
+            name: at(name),
+            name_len: name.len() as u32,
+            value: at(value),
+            value_len: value.len() as u32,
+        }
+    }
+
     pub fn name(self) -> std::ops::Range<usize> {
         self.name as usize..(self.name + self.name_len) as usize
     }
@@ -27,6 +39,10 @@ impl Span {
         self.value as usize..(self.value + self.value_len) as usize
     }
 }
+
+/// A response, and its own fields when they are not in its map (an
+/// HTTP/1.1 upstream's answer that nothing had to change on the way).
+pub type WithFields<B> = (Response<B>, Option<Box<RawFields>>);
 
 /// What an HTTP/1.1 writer puts in a response head beside its map: the
 /// upstream's own fields, and the request id (one map insert per request,
@@ -92,10 +108,6 @@ impl RawFields {
         } else if name == "content-encoding" {
             self.encoding = None;
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
     }
 
     /// Whether a `Date` field is among them.

@@ -76,31 +76,28 @@ pub async fn handle<B: RequestBody>(
         // Same headers as GET (Content-Length included), never a body.
         *response.body_mut() = super::body::empty();
     }
-    // Fields weir sets replace the upstream's own.
-    let mut set = |name: header::HeaderName, value: HeaderValue| {
+    // Fields weir sets replace the upstream's own; with no value, the
+    // upstream's go and weir writes its own beside the map.
+    let mut set = |name: header::HeaderName, value: Option<HeaderValue>| {
         if let Some(fields) = &mut fields {
             fields.remove(name.as_str());
         }
-        response.headers_mut().insert(name, value);
+        match value {
+            Some(value) => response.headers_mut().insert(name, value),
+            None => response.headers_mut().remove(name),
+        };
     };
     if conn.tls
         && let Some(hsts) = snapshot
             .listener(&conn.listener)
             .and_then(|l| l.tls.as_ref()?.hsts_header.clone())
     {
-        set(header::STRICT_TRANSPORT_SECURITY, hsts);
+        set(header::STRICT_TRANSPORT_SECURITY, Some(hsts));
     }
     if let Some(alt_svc) = &conn.alt_svc {
-        set(header::ALT_SVC, alt_svc.clone());
+        set(header::ALT_SVC, Some(alt_svc.clone()));
     }
-    if http1 {
-        if let Some(fields) = &mut fields {
-            fields.remove(REQUEST_ID.as_str());
-        }
-        response.headers_mut().remove(REQUEST_ID);
-    } else {
-        set(REQUEST_ID, request_id.clone());
-    }
+    set(REQUEST_ID, (!http1).then(|| request_id.clone()));
     let encoding = match &fields {
         Some(fields) => fields.content_encoding(),
         None => response

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{Request, Response, Uri, Version};
+use http::{Request, Uri, Version};
 use http_body_util::BodyExt;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use super::exchange::Outgoing;
 use super::pool::Attempt;
 use crate::config::schema::{Protocol, UpstreamTls};
 use crate::http::body::Body;
-use crate::http::raw::RawFields;
+use crate::http::raw::WithFields;
 
 type General = Client<MarkConnects<HttpsConnector<HttpConnector>>, Body>;
 
@@ -78,10 +78,6 @@ impl SendError {
     }
 }
 
-/// A response, and its own fields when they are not in its map (an
-/// HTTP/1.1 response that nothing had to change on the way).
-pub type Answer = (Response<Body>, Option<Box<RawFields>>);
-
 impl Pool {
     /// Sends one request as `to` says (`request.target` is its path and
     /// query there) over HTTP/1.1, or `version` on the general client.
@@ -95,7 +91,7 @@ impl Pool {
         request: Outgoing<'_>,
         version: Version,
         body: Body,
-    ) -> (Result<Answer, SendError>, bool) {
+    ) -> (Result<WithFields<Body>, SendError>, bool) {
         match self {
             Pool::Plain(pool) => {
                 let (sent, reused) = pool.send(to, request, body).await;

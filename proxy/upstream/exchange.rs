@@ -354,16 +354,10 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        let start = buf.as_ptr() as usize;
         let spans: SmallVec<[Span; 16]> = parsed
             .headers
             .iter()
-            .map(|field| Span {
-                name: (field.name.as_ptr() as usize - start) as u32,
-                name_len: field.name.len() as u32,
-                value: (field.value.as_ptr() as usize - start) as u32,
-                value_len: field.value.len() as u32,
-            })
+            .map(|field| Span::within(buf, field.name.as_bytes(), field.value))
             .collect();
         let mut fields = RawFields::new(buf.split_to(len).freeze());
         let no_body = head_request

@@ -20,7 +20,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Response;
 use hyper::body::{Frame, SizeHint};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -28,7 +27,7 @@ use tokio::time::Instant;
 use super::exchange::{Connection, ExchangeError, Outgoing, ResponseBody};
 use crate::http::body::Body;
 use crate::http::h1::upgrade::Rewind;
-use crate::http::raw::RawFields;
+use crate::http::raw::WithFields;
 
 /// Idle keep-alive connections kept per endpoint.
 pub const MAX_IDLE: usize = 64;
@@ -66,9 +65,6 @@ pub struct Attempt {
     pub reuse: bool,
     pub deadline: Instant,
 }
-
-/// A response, and its own fields when they are not in its map.
-pub type Pooled = (Response<PooledBody>, Option<Box<RawFields>>);
 
 /// The idle connections of a service, by endpoint (a service has few
 /// endpoints: a list is quicker to search than a map is to hash).
@@ -108,7 +104,7 @@ impl Pool {
         to: Attempt,
         request: Outgoing<'_>,
         body: Body,
-    ) -> (Result<Pooled, SendError>, bool) {
+    ) -> (Result<WithFields<PooledBody>, SendError>, bool) {
         let Attempt {
             addr,
             reuse,
@@ -277,6 +273,7 @@ impl http_body::Body for PooledBody {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use http::Response;
     use http_body_util::BodyExt;
     use hyper::body::Incoming;
     use hyper::service::service_fn;
