@@ -134,6 +134,9 @@ impl Connection {
         // order) are looked at once.
         let mut unparsed = !self.buf.is_empty();
         let head = poll_fn(|cx| {
+            // Readiness changes only between polls: once a read found
+            // nothing, another in the same poll would find nothing too.
+            let mut drained = false;
             loop {
                 let mut progress = false;
                 // Request bytes out, as far as the socket takes them.
@@ -191,7 +194,11 @@ impl Connection {
                         Err(e) => return Poll::Ready(Err(e)),
                     }
                 }
-                match fill(&mut self.io, &mut self.buf, cx) {
+                match if drained {
+                    Poll::Pending
+                } else {
+                    fill(&mut self.io, &mut self.buf, cx)
+                } {
                     Poll::Ready(Ok(0)) => {
                         let error = write_error.take().unwrap_or_else(|| {
                             std::io::Error::new(
@@ -206,7 +213,7 @@ impl Connection {
                         unparsed = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(ExchangeError::Io(e))),
-                    Poll::Pending => {}
+                    Poll::Pending => drained = true,
                 }
                 if !progress {
                     while timer.as_mut().poll(cx).is_ready() {
