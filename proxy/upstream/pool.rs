@@ -76,7 +76,9 @@ pub struct Pool {
 #[derive(Debug)]
 struct Idle {
     conn: Box<Connection>,
-    since: Instant,
+    /// When it stops being reused (`IDLE_TIMEOUT` after it came back):
+    /// kept as a deadline, compared without a subtraction.
+    until: Instant,
 }
 
 /// In the extensions of a `101` response from a pooled upstream: the
@@ -156,8 +158,9 @@ impl Pool {
     fn take(&self, addr: SocketAddr) -> Option<Box<Connection>> {
         let mut all = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let (_, list) = all.iter_mut().find(|(a, _)| *a == addr)?;
-        while let Some(Idle { mut conn, since }) = list.pop() {
-            if since.elapsed() <= IDLE_TIMEOUT && conn.is_usable() {
+        let now = Instant::now();
+        while let Some(Idle { mut conn, until }) = list.pop() {
+            if now <= until && conn.is_usable() {
                 return Some(conn);
             }
         }
@@ -184,15 +187,15 @@ impl Pool {
         let list = &mut all[at].1;
         let now = Instant::now();
         // The oldest idle connections are at the front.
-        let expired = list
-            .iter()
-            .take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
-            .count();
+        let expired = list.iter().take_while(|i| now > i.until).count();
         list.drain(..expired);
         if list.len() >= MAX_IDLE {
             list.remove(0);
         }
-        list.push(Idle { conn, since: now });
+        list.push(Idle {
+            conn,
+            until: now + IDLE_TIMEOUT,
+        });
     }
 
     /// Idle connections held now, over every endpoint.
