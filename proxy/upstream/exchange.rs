@@ -194,11 +194,12 @@ impl Connection {
                         Err(e) => return Poll::Ready(Err(e)),
                     }
                 }
-                match if drained {
+                let filled = if drained {
                     Poll::Pending
                 } else {
                     fill(&mut self.io, &mut self.buf, cx)
-                } {
+                };
+                match filled {
                     Poll::Ready(Ok(0)) => {
                         let error = write_error.take().unwrap_or_else(|| {
                             std::io::Error::new(
