@@ -1374,3 +1374,112 @@ async fn metrics_count_upstream_attempts_by_outcome() {
     let served = statuses.iter().filter(|s| **s == 200).count() as f64;
     assert_eq!(ok, Some(served), "{attempts:#?}");
 }
+
+/// Access-log lines as (path, status).
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<(String, u64)>>>;
+
+/// The access-log lines emitted on this thread while the returned guard
+/// lives.
+fn access_lines() -> (Lines, tracing::subscriber::DefaultGuard) {
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    struct Collect(Lines);
+    #[derive(Default)]
+    struct Line(String, u64);
+    impl Visit for Line {
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            if field.name() == "status" {
+                self.1 = value;
+            }
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "path" {
+                self.0 = value.to_owned();
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Collect {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if event.metadata().target() == "weir::access" {
+                let mut line = Line::default();
+                event.record(&mut line);
+                self.0.lock().unwrap().push((line.0, line.1));
+            }
+        }
+    }
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let subscriber = tracing_subscriber::registry().with(Collect(lines.clone()));
+    (lines, tracing::subscriber::set_default(subscriber))
+}
+
+/// Weir with its access log on, `/api/` proxied to `endpoint`.
+async fn logging_proxy(endpoint: &str, extra: &str) -> Weir {
+    weir()
+        .start(&format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\n\n\
+             [[routes]]\npath = \"/api/\"\nbackends = [{{ service = \"api\" }}]\n\n\
+             [services.api]\nendpoints = [\"{endpoint}\"]\n\n{extra}"
+        ))
+        .await
+}
+
+#[tokio::test]
+async fn a_request_whose_client_resets_it_is_logged_as_499() {
+    let (lines, _guard) = access_lines();
+    let up = Upstream::echo().slow(5_000).start().await;
+    let w = logging_proxy(&up.endpoint(), "").await;
+    let (mut sender, _conn) = support::h2c(w.addr("web")).await;
+    let pending = tokio::spawn(sender.send_request(request("GET", "/api/gone", &[])));
+    assert!(
+        support::eventually(support::STEP, || async { up.stats.requests() == 1 }).await,
+        "the request never reached the upstream"
+    );
+    // Dropping the response future resets the stream (RST_STREAM).
+    pending.abort();
+    let logged = support::eventually(support::STEP, || async {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(path, status)| path == "/api/gone" && *status == 499)
+    })
+    .await;
+    assert!(logged, "no 499 line: {:?}", lines.lock().unwrap());
+}
+
+#[tokio::test]
+async fn a_body_refused_mid_request_is_logged_with_the_status_sent() {
+    let (lines, _guard) = access_lines();
+    let up = Upstream::echo().slow(5_000).start().await;
+    let w = logging_proxy(&up.endpoint(), "[limits]\nmax_body_bytes = \"1KiB\"\n").await;
+    let mut raw =
+        b"POST /api/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    raw.extend_from_slice(b"800\r\n");
+    raw.extend_from_slice(&[b'a'; 0x800]);
+    raw.extend_from_slice(b"\r\n0\r\n\r\n");
+    let (answer, _) = support::raw(w.addr("web"), &raw, support::STEP).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let logged = support::eventually(support::STEP, || async {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(path, _)| path == "/api/big")
+    })
+    .await;
+    assert!(logged, "no line: {:?}", lines.lock().unwrap());
+    let statuses: Vec<u64> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| path == "/api/big")
+        .map(|(_, status)| *status)
+        .collect();
+    assert_eq!(statuses, [413], "one line, with the status the client got");
+}

@@ -2,10 +2,12 @@
 //! the request is counted in metrics and written to the access log with the
 //! bytes actually sent and the full duration.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -44,6 +46,94 @@ pub struct Finish {
     pub bytes_sent: prometheus_client::metrics::counter::Counter,
 }
 
+impl LogFields {
+    /// This request's line, without what only an answer says (route,
+    /// backend, upstream); those stay empty.
+    fn entry(&self, client_ip: IpAddr, status: u16, bytes: u64, duration: Duration) -> Entry<'_> {
+        Entry {
+            client_ip: Some(client_ip),
+            method: self.method.as_str(),
+            host: &self.host,
+            path: &self.path,
+            protocol: self.protocol,
+            status,
+            bytes,
+            duration,
+            request_id: &self.request_id,
+            user_agent: &self.user_agent,
+            referer: &self.referer,
+            ..Entry::default()
+        }
+    }
+}
+
+/// Logs a request dropped before it had a response (its client reset the
+/// stream or went away, or the shutdown grace ran out) with status 499,
+/// as nginx does; a request that gets its response is taken out with
+/// [`Unanswered::answered`] and logged when that response ends.
+pub struct Unanswered {
+    log: Option<Box<LogFields>>,
+    client_ip: IpAddr,
+    started: Instant,
+    refused: Option<RefusedWith>,
+}
+
+/// In the extensions of an HTTP/1.1 request with a body: the status the
+/// connection answered with itself when it refused the body (malformed,
+/// too large) and dropped the request's handler, so that the request is
+/// logged with what its client was told.
+#[derive(Debug, Clone, Default)]
+pub struct RefusedWith(Arc<AtomicU16>);
+
+impl RefusedWith {
+    pub fn set(&self, status: http::StatusCode) {
+        self.0.store(status.as_u16(), Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<u16> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&s| s != 0)
+    }
+}
+
+/// The status an unanswered request is logged with ("client closed
+/// request").
+pub const CLIENT_CLOSED: u16 = 499;
+
+impl Unanswered {
+    pub fn new(
+        log: Option<Box<LogFields>>,
+        client_ip: IpAddr,
+        started: Instant,
+        refused: Option<RefusedWith>,
+    ) -> Unanswered {
+        Unanswered {
+            log,
+            client_ip,
+            started,
+            refused,
+        }
+    }
+
+    /// The request has its response: its line is written when that ends.
+    pub fn answered(mut self) -> Option<Box<LogFields>> {
+        self.log.take()
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            let status = self
+                .refused
+                .as_ref()
+                .and_then(RefusedWith::get)
+                .unwrap_or(CLIENT_CLOSED);
+            log.entry(self.client_ip, status, 0, self.started.elapsed())
+                .emit(log.combined);
+        }
+    }
+}
+
 impl Finish {
     fn record(self, bytes: u64) {
         let elapsed = self.started.elapsed();
@@ -63,22 +153,12 @@ impl Finish {
         let Some(log) = self.log else { return };
         let endpoint = self.upstream.as_ref().map(|u| u.endpoint.to_string());
         Entry {
-            client_ip: Some(self.conn.peer.ip()),
-            method: log.method.as_str(),
-            host: &log.host,
-            path: &log.path,
-            protocol: log.protocol,
-            status: self.status,
-            bytes,
-            duration: elapsed,
             route: self.route.as_ref().map_or("", |(r, _)| &r.name),
             backend: backend.map_or("", |b| &b.name),
             region: self.upstream.as_ref().map_or("", |u| &u.region),
             endpoint: endpoint.as_deref().unwrap_or(""),
             upstream_status: self.upstream.as_ref().map(|u| u.status),
-            request_id: &log.request_id,
-            user_agent: &log.user_agent,
-            referer: &log.referer,
+            ..log.entry(self.conn.peer.ip(), self.status, bytes, elapsed)
         }
         .emit(log.combined);
     }

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use super::body::{Body, RequestBody};
 use super::conn::{ConnInfo, InFlight};
 use super::error::Reject;
-use super::observe::{Finish, LogFields, Observed};
+use super::observe::{Finish, LogFields, Observed, RefusedWith, Unanswered};
 use super::raw::Beside;
 use crate::app::App;
 use crate::balancer::{Target, affinity};
@@ -61,8 +61,12 @@ pub async fn handle<B: RequestBody>(
     let head = req.method() == http::Method::HEAD;
     let http1 = req.version() <= Version::HTTP_11;
     let made = made.then_some(&request_id);
+    // Logged as unanswered if this future is dropped in the dispatch.
+    let refused = req.extensions().get::<RefusedWith>().cloned();
+    let unanswered = Unanswered::new(log, conn.peer.ip(), started, refused);
     let (mut response, route, answered) =
         dispatch(req, started, made, &conn, &snapshot, host.as_deref()).await;
+    let log = unanswered.answered();
     let (upstream, mut fields) = match answered {
         Some((upstream, fields)) => (Some(upstream), fields),
         None => (None, None),

@@ -33,7 +33,7 @@ use self::head::{Framing, Head, HeadError};
 use self::upgrade::{ClientUpgrade, Upgraded};
 use super::conn::ConnInfo;
 use super::error::Reject;
-use super::observe::Observed;
+use super::observe::{Observed, RefusedWith};
 use super::raw::Beside;
 use super::sendfile::{FileSlice, Transport};
 use crate::app::App;
@@ -280,6 +280,12 @@ impl<I: Transport> Conn<I> {
             }
         };
         let mut request = Request::from_parts(parts, body);
+        // Only a request with a body can be refused while its handler runs.
+        let refused = sender.is_some().then(|| {
+            let refused = RefusedWith::default();
+            request.extensions_mut().insert(refused.clone());
+            refused
+        });
         // An upgrade with a body is served as a plain request: the bytes
         // after its head are body, not the new protocol's.
         let handover = (upgrade && framing == Framing::Empty).then(|| {
@@ -300,6 +306,7 @@ impl<I: Transport> Conn<I> {
             keep_alive: false,
             broken: false,
             switching: false,
+            refused,
         };
         let upgraded = poll_fn(|cx| exchange.poll(self, cx)).await;
         if exchange.broken {
@@ -492,6 +499,8 @@ struct Exchange<'a> {
     broken: bool,
     /// The response was `101 Switching Protocols`.
     switching: bool,
+    /// Where a refusal's status goes for the access log.
+    refused: Option<RefusedWith>,
 }
 
 impl Exchange<'_> {
@@ -523,6 +532,9 @@ impl Exchange<'_> {
                 {
                     // Nothing answered yet: the request is refused whole
                     // (the handler, and any upstream request, dropped).
+                    if let Some(refused) = &self.refused {
+                        refused.set(reject.status());
+                    }
                     conn.out.clear();
                     conn.out.buf.extend_from_slice(&reject.http1_bytes());
                     self.broken = true;
