@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -133,9 +133,6 @@ pub struct ConnState {
     /// Milliseconds after `opened` of the last byte read or written.
     last_activity: AtomicU64,
     in_flight: AtomicUsize,
-    /// Whether an idle watchdog reads `last_activity` (HTTP/2): only then
-    /// is the end of each request worth a clock read.
-    watched: AtomicBool,
 }
 
 impl ConnState {
@@ -144,7 +141,6 @@ impl ConnState {
             opened: Instant::now(),
             last_activity: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            watched: AtomicBool::new(false),
         }
     }
 
@@ -167,11 +163,11 @@ impl ConnState {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// No activity stamp here: the end of a response is its last bytes
+    /// written (a reset stream, the frame read), and `ActivityIo` stamps
+    /// those.
     fn request_finished(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.watched.load(Ordering::Relaxed) {
-            self.touch();
-        }
     }
 }
 
@@ -290,7 +286,6 @@ async fn drive<C, E>(
     E: std::fmt::Display,
 {
     tokio::pin!(conn);
-    info.state.watched.store(true, Ordering::Relaxed);
     let mut stop = drain.signal();
     let mut closing = drain.is_draining();
     if closing {

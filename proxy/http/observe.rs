@@ -97,7 +97,7 @@ impl RefusedWith {
 
 /// The status an unanswered request is logged with ("client closed
 /// request").
-pub const CLIENT_CLOSED: u16 = 499;
+const CLIENT_CLOSED: u16 = 499;
 
 impl Unanswered {
     pub fn new(
