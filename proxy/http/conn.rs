@@ -261,9 +261,10 @@ where
         let info = service_info.clone();
         // Boxed per request: hyper keeps one slot for the service future
         // per connection, which an idle connection then need not hold.
-        Box::pin(
-            async move { Ok::<_, Infallible>(super::service::handle(req, info, &app).await.0) },
-        )
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            Ok::<_, Infallible>(super::service::handle(parts, body, info, &app).await.0)
+        })
     });
     let max_header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

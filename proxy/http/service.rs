@@ -6,8 +6,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::request::Parts;
 use http::uri::Authority;
-use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
+use http::{HeaderMap, HeaderValue, Response, Version, header};
 
 use super::body::{Body, RequestBody};
 use super::conn::{ConnInfo, InFlight};
@@ -22,50 +23,64 @@ use crate::snapshot::{AccessLog, Snapshot};
 
 use crate::upstream::proxy::REQUEST_ID;
 
-/// The response to `req`. For an HTTP/1.1 client, a proxied response's own
-/// fields and the request id come beside its map (see [`Beside`]); for the
-/// other protocols they are all in the map.
+/// The response to the request of head `req` and body `body`. For an
+/// HTTP/1.1 client, a proxied response's own fields and the request id come
+/// beside its map (see [`Beside`]); for the other protocols they are all in
+/// the map.
+///
+/// The head stays here and the levels below borrow it: an async fn keeps
+/// what it is given by value twice over, so a head passed down by value
+/// made each level's state larger, and was moved at each.
 pub async fn handle<B: RequestBody>(
-    mut req: Request<B>,
+    mut req: Parts,
+    body: B,
     conn: Arc<ConnInfo>,
     app: &App,
 ) -> (Response<Observed>, Beside) {
     let started = Instant::now();
     // Counted in flight until the response ends, or this future is dropped.
     let conn = InFlight::start(conn);
-    conn.count_open(protocol(req.version()), app);
+    conn.count_open(protocol(req.version), app);
     let snapshot = app.snapshot();
     // Upstreams see the same id the client gets back.
-    let (request_id, made) = request_id(req.headers_mut());
+    let (request_id, made) = request_id(&mut req.headers);
     // Cheap copies of where the host is, so that the request can move on
     // while the host is borrowed from them.
-    let authority = req.uri().authority().cloned();
+    let authority = req.uri.authority().cloned();
     let host_field = match authority {
         Some(_) => None,
-        None => req.headers().get(header::HOST).cloned(),
+        None => req.headers.get(header::HOST).cloned(),
     };
     let host = request_host(authority.as_ref(), host_field.as_ref());
     let log = (snapshot.access_log != AccessLog::Off).then(|| {
         Box::new(LogFields {
             combined: snapshot.access_log == AccessLog::Combined,
-            method: req.method().clone(),
+            method: req.method.clone(),
             host: host.as_deref().unwrap_or_default().to_owned(),
-            path: req.uri().path().to_owned(),
-            protocol: protocol(req.version()),
+            path: req.uri.path().to_owned(),
+            protocol: protocol(req.version),
             request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
-            user_agent: header_text(req.headers(), header::USER_AGENT),
-            referer: header_text(req.headers(), header::REFERER),
+            user_agent: header_text(&req.headers, header::USER_AGENT),
+            referer: header_text(&req.headers, header::REFERER),
         })
     });
 
-    let head = req.method() == http::Method::HEAD;
-    let http1 = req.version() <= Version::HTTP_11;
+    let head = req.method == http::Method::HEAD;
+    let http1 = req.version <= Version::HTTP_11;
     let made = made.then_some(&request_id);
     // Logged as unanswered if this future is dropped in the dispatch.
-    let refused = req.extensions().get::<RefusedWith>().cloned();
+    let refused = req.extensions.get::<RefusedWith>().cloned();
     let unanswered = Unanswered::new(log, conn.peer.ip(), started, refused);
-    let (mut response, route, answered) =
-        dispatch(req, started, made, &conn, &snapshot, host.as_deref()).await;
+    let (mut response, route, answered) = dispatch(
+        &mut req,
+        body,
+        started,
+        made,
+        &conn,
+        &snapshot,
+        host.as_deref(),
+    )
+    .await;
     let log = unanswered.answered();
     let (upstream, mut fields) = match answered {
         Some((upstream, fields)) => (Some(upstream), fields),
@@ -134,32 +149,35 @@ type Dispatched = (
 );
 
 async fn dispatch<B: RequestBody>(
-    req: Request<B>,
+    req: &mut Parts,
+    body: B,
     started: Instant,
     made_id: Option<&HeaderValue>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
     host: Option<&str>,
 ) -> Dispatched {
-    let too_large = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|len| len > snapshot.limits.max_body_bytes);
+    // A body known to be empty has no length to look at.
+    let too_large = !body.is_end_stream()
+        && req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|len| len > snapshot.limits.max_body_bytes);
     if too_large {
         return (Reject::BodyTooLarge.response(), None, None);
     }
     let listener = snapshot.listener(&conn.listener);
     if let Some(port) = listener.and_then(|l| l.redirect_https)
-        && !req.uri().path().starts_with("/.well-known/acme-challenge/")
+        && !req.uri.path().starts_with("/.well-known/acme-challenge/")
     {
         return (
-            crate::listener::redirect::to_https(&req, host, port),
+            crate::listener::redirect::to_https(&req.uri, host, port),
             None,
             None,
         );
     }
-    let path = req.uri().path();
+    let path = req.uri.path();
     let Some(route) = snapshot
         .router
         .find(&conn.listener, host.unwrap_or(""), path)
@@ -182,7 +200,7 @@ async fn dispatch<B: RequestBody>(
         &route.split,
         route.options.affinity.as_ref(),
         route.options.override_header.as_ref(),
-        req.headers(),
+        &req.headers,
     ) else {
         return (
             Reject::NoBackend.response(),
@@ -207,13 +225,18 @@ async fn dispatch<B: RequestBody>(
             } else {
                 path.into()
             };
-            let response = crate::site::serve(site, req.method(), &path, req.headers()).await;
+            let response = crate::site::serve(site, &req.method, &path, &req.headers).await;
             (response, None)
         }
         Target::Service(service) => {
             let compression = &snapshot.compression;
-            crate::upstream::proxy::proxy(req, started, made_id, route, service, conn, compression)
-                .await
+            let to = crate::upstream::proxy::To {
+                route,
+                service,
+                conn,
+                compression,
+            };
+            crate::upstream::proxy::proxy(req, body, started, made_id, to).await
         }
     };
     if let Some(cookie) = pin {
@@ -225,7 +248,10 @@ async fn dispatch<B: RequestBody>(
 /// `X-Request-Id` from the client when it is sane (false), else a new
 /// random one (true), with any insane one removed from `headers`.
 fn request_id(headers: &mut HeaderMap) -> (HeaderValue, bool) {
-    match headers.get(&REQUEST_ID) {
+    // Most requests carry none, and a few names: comparing them is cheaper
+    // than hashing this one for a lookup.
+    let sent = headers.keys().any(|name| *name == REQUEST_ID);
+    match sent.then(|| headers.get(&REQUEST_ID)).flatten() {
         Some(id)
             if !id.is_empty()
                 && id.len() <= 128

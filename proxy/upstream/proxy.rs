@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Request, Response, Version};
+use http::{Response, Version};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
@@ -72,25 +73,39 @@ impl Failure {
     }
 }
 
-/// Sends `req`, which came at `started`, to `service`. `request_id` is an
-/// id weir made, to be added (one the client sent is among its headers
-/// already).
+/// Where a request goes: the route that matched and its service, and
+/// what the proxying needs from the connection and the configuration.
+#[derive(Clone, Copy)]
+pub struct To<'a> {
+    pub route: &'a Route,
+    pub service: &'a Arc<Service>,
+    pub conn: &'a ConnInfo,
+    pub compression: &'a Compression,
+}
+
+/// Sends the request of head `parts` and body `incoming`, which came at
+/// `started`, where `to` says. `request_id` is an id weir made, to be added
+/// (one the client sent is among its headers already). The head is
+/// borrowed and changed as it goes upstream.
 pub async fn proxy<B: RequestBody>(
-    mut req: Request<B>,
+    parts: &mut Parts,
+    incoming: B,
     started: std::time::Instant,
     request_id: Option<&HeaderValue>,
-    route: &Route,
-    service: &Arc<Service>,
-    conn: &ConnInfo,
-    compression: &Compression,
+    to: To<'_>,
 ) -> (Response<Body>, Option<Answered>) {
+    let To {
+        route,
+        service,
+        conn,
+        compression,
+    } = to;
     service.budget.deposit();
     // An HTTP/1.1 connection that can be handed over carries its handle.
-    let client_upgrade = req.extensions_mut().remove::<ClientUpgrade>();
+    let client_upgrade = parts.extensions.remove::<ClientUpgrade>();
     let upgrade = client_upgrade.is_some()
-        && req.version() == Version::HTTP_11
-        && forward::is_upgrade(req.headers());
-    let (mut parts, incoming) = req.into_parts();
+        && parts.version == Version::HTTP_11
+        && forward::is_upgrade(&parts.headers);
     let accept_encoding: Vec<HeaderValue> = parts
         .headers
         .get_all(header::ACCEPT_ENCODING)

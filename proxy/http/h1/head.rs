@@ -8,6 +8,7 @@ use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
 use http::{HeaderMap, Method, Request, Uri, Version};
 use smallvec::SmallVec;
 
@@ -32,11 +33,11 @@ pub enum Framing {
     Chunked,
 }
 
-/// A parsed head: the request (its body still to come) and what the
+/// A parsed head: the request's (its body still to come) and what the
 /// connection needs to know about it.
 #[derive(Debug)]
 pub struct Head {
-    pub request: Request<()>,
+    pub parts: Parts,
     pub framing: Framing,
     /// The client lets the connection be reused after this exchange.
     pub keep_alive: bool,
@@ -118,13 +119,13 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadE
     };
     let upgrade =
         version == Version::HTTP_11 && facts.upgrade && headers.contains_key(header::UPGRADE);
-    let mut head = Request::new(());
-    *head.method_mut() = method;
-    *head.uri_mut() = uri;
-    *head.version_mut() = version;
-    *head.headers_mut() = headers;
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
     Ok(Some(Head {
-        request: head,
+        parts,
         framing,
         keep_alive,
         expect_continue: version == Version::HTTP_11 && facts.expect_continue,
@@ -323,9 +324,9 @@ mod tests {
         );
         let head = parse(&mut buf, 8192).unwrap().unwrap();
         assert!(head.keep_alive);
-        assert_eq!(head.request.uri(), "/a?b");
-        assert_eq!(head.request.version(), Version::HTTP_10);
-        assert_eq!(head.request.headers()["host"], "x");
+        assert_eq!(head.parts.uri, "/a?b");
+        assert_eq!(head.parts.version, Version::HTTP_10);
+        assert_eq!(head.parts.headers["host"], "x");
         assert_eq!(&buf[..], b"NEXT");
 
         let closing = parse_str("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
@@ -348,6 +349,6 @@ mod tests {
         let absolute = parse_str("GET http://example.com/x HTTP/1.1\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!(absolute.request.uri().host(), Some("example.com"));
+        assert_eq!(absolute.parts.uri.host(), Some("example.com"));
     }
 }

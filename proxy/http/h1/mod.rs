@@ -21,7 +21,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::sync::oneshot;
@@ -253,7 +253,7 @@ impl<I: Transport> Conn<I> {
         limits: &Limits,
     ) -> Outcome {
         let Head {
-            request,
+            mut parts,
             framing,
             keep_alive,
             expect_continue,
@@ -267,11 +267,10 @@ impl<I: Transport> Conn<I> {
             return Outcome::Close;
         }
         let asked = Asked {
-            head: request.method() == http::Method::HEAD,
-            version: request.version(),
+            head: parts.method == http::Method::HEAD,
+            version: parts.version,
             keep_alive,
         };
-        let (parts, ()) = request.into_parts();
         let (body, sender) = match framing {
             Framing::Empty => (IncomingBody::empty(), None),
             framing => {
@@ -279,21 +278,20 @@ impl<I: Transport> Conn<I> {
                 (body, Some(sender))
             }
         };
-        let mut request = Request::from_parts(parts, body);
         // Only a request with a body can be refused while its handler runs.
         let refused = sender.is_some().then(|| {
             let refused = RefusedWith::default();
-            request.extensions_mut().insert(refused.clone());
+            parts.extensions.insert(refused.clone());
             refused
         });
         // An upgrade with a body is served as a plain request: the bytes
         // after its head are body, not the new protocol's.
         let handover = (upgrade && framing == Framing::Empty).then(|| {
             let (tx, upgrade) = ClientUpgrade::pair();
-            request.extensions_mut().insert(upgrade);
+            parts.extensions.insert(upgrade);
             tx
         });
-        let handler = Box::pin(super::service::handle(request, info.clone(), app));
+        let handler = Box::pin(super::service::handle(parts, body, info.clone(), app));
         let mut exchange = Exchange {
             phase: Phase::Handler(handler),
             decoder: Decoder::new(framing),
