@@ -262,8 +262,9 @@ where
         // Boxed per request: hyper keeps one slot for the service future
         // per connection, which an idle connection then need not hold.
         Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            Ok::<_, Infallible>(super::service::handle(parts, body, info, &app).await.0)
+            let (mut parts, body) = req.into_parts();
+            let handled = super::service::handle(&mut parts, body, info, &app).await;
+            Ok::<_, Infallible>(handled.0)
         })
     });
     let max_header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);

@@ -21,18 +21,18 @@ use crate::http::rate_limit::Decision;
 use crate::router::{self, Route};
 use crate::snapshot::{AccessLog, Snapshot};
 
-use crate::upstream::proxy::REQUEST_ID;
+use crate::upstream::proxy::{Known, REQUEST_ID};
 
 /// The response to the request of head `req` and body `body`. For an
 /// HTTP/1.1 client, a proxied response's own fields and the request id come
 /// beside its map (see [`Beside`]); for the other protocols they are all in
 /// the map.
 ///
-/// The head stays here and the levels below borrow it: an async fn keeps
-/// what it is given by value twice over, so a head passed down by value
-/// made each level's state larger, and was moved at each.
+/// The head is borrowed, here and below: an async fn keeps what it is
+/// given by value twice over, so a head passed down by value made each
+/// level's state larger, and was moved at each.
 pub async fn handle<B: RequestBody>(
-    mut req: Parts,
+    req: &mut Parts,
     body: B,
     conn: Arc<ConnInfo>,
     app: &App,
@@ -71,16 +71,13 @@ pub async fn handle<B: RequestBody>(
     // Logged as unanswered if this future is dropped in the dispatch.
     let refused = req.extensions.get::<RefusedWith>().cloned();
     let unanswered = Unanswered::new(log, conn.peer.ip(), started, refused);
-    let (mut response, route, answered) = dispatch(
-        &mut req,
-        body,
+    let known = Known {
         started,
-        made,
-        &conn,
-        &snapshot,
-        host.as_deref(),
-    )
-    .await;
+        made_id: made,
+        host_field: host_field.as_ref(),
+    };
+    let (mut response, route, answered) =
+        dispatch(req, body, known, &conn, &snapshot, host.as_deref()).await;
     let log = unanswered.answered();
     let (upstream, mut fields) = match answered {
         Some((upstream, fields)) => (Some(upstream), fields),
@@ -151,8 +148,7 @@ type Dispatched = (
 async fn dispatch<B: RequestBody>(
     req: &mut Parts,
     body: B,
-    started: Instant,
-    made_id: Option<&HeaderValue>,
+    known: Known<'_>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
     host: Option<&str>,
@@ -236,7 +232,7 @@ async fn dispatch<B: RequestBody>(
                 conn,
                 compression,
             };
-            crate::upstream::proxy::proxy(req, body, started, made_id, to).await
+            crate::upstream::proxy::proxy(req, body, known, to).await
         }
     };
     if let Some(cookie) = pin {

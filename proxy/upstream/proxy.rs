@@ -83,15 +83,23 @@ pub struct To<'a> {
     pub compression: &'a Compression,
 }
 
-/// Sends the request of head `parts` and body `incoming`, which came at
-/// `started`, where `to` says. `request_id` is an id weir made, to be added
-/// (one the client sent is among its headers already). The head is
-/// borrowed and changed as it goes upstream.
+/// What the request path learnt of a request before it was dispatched.
+#[derive(Clone, Copy)]
+pub struct Known<'a> {
+    pub started: std::time::Instant,
+    /// An id weir made, to be added (one the client sent is among its
+    /// fields already).
+    pub made_id: Option<&'a HeaderValue>,
+    /// The Host field, when it was looked up already.
+    pub host_field: Option<&'a HeaderValue>,
+}
+
+/// Sends the request of head `parts` and body `incoming` where `to` says.
+/// The head is borrowed and changed as it goes upstream.
 pub async fn proxy<B: RequestBody>(
     parts: &mut Parts,
     incoming: B,
-    started: std::time::Instant,
-    request_id: Option<&HeaderValue>,
+    known: Known<'_>,
     to: To<'_>,
 ) -> (Response<Body>, Option<Answered>) {
     let To {
@@ -100,6 +108,11 @@ pub async fn proxy<B: RequestBody>(
         conn,
         compression,
     } = to;
+    let Known {
+        started,
+        made_id: request_id,
+        host_field,
+    } = known;
     service.budget.deposit();
     // An HTTP/1.1 connection that can be handed over carries its handle.
     let client_upgrade = parts.extensions.remove::<ClientUpgrade>();
@@ -112,7 +125,7 @@ pub async fn proxy<B: RequestBody>(
         .iter()
         .cloned()
         .collect();
-    let host = match parts.headers.get(header::HOST) {
+    let host = match host_field.or_else(|| parts.headers.get(header::HOST)) {
         Some(host) => Some(host.clone()),
         None => parts
             .uri

@@ -291,7 +291,7 @@ impl<I: Transport> Conn<I> {
             parts.extensions.insert(upgrade);
             tx
         });
-        let handler = Box::pin(super::service::handle(parts, body, info.clone(), app));
+        let handler = Box::pin(super::service::handle(&mut parts, body, info.clone(), app));
         let mut exchange = Exchange {
             phase: Phase::Handler(handler),
             decoder: Decoder::new(framing),

@@ -189,8 +189,8 @@ async fn serve_request(resolver: Resolver, info: Arc<ConnInfo>, app: Arc<App>, l
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let body = body::RequestBody::new(recv, limits.max_body_bytes, content_length);
-    let (parts, ()) = req.into_parts();
-    let (response, _) = super::service::handle(parts, body, info.clone(), &app).await;
+    let (mut parts, ()) = req.into_parts();
+    let (response, _) = super::service::handle(&mut parts, body, info.clone(), &app).await;
     if let Err(e) = respond(&mut send, response).await {
         tracing::debug!(peer = %info.peer, error = %e, "HTTP/3 response not completed");
     }
