@@ -2,7 +2,7 @@
 //! queue of bytes on their way to the socket (small pieces copied into one
 //! buffer, a large one written beside it without a copy).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -220,6 +220,13 @@ pub fn date(out: &mut Vec<u8>) {
     });
 }
 
+/// The largest emptied buffer a thread keeps for its next response.
+const SPARE_MAX: usize = 8 * 1024;
+
+thread_local! {
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 /// Bytes queued for the socket, in order: `buf[pos..]`, `big`, `tail`.
 #[derive(Debug, Default)]
 pub struct Out {
@@ -278,11 +285,27 @@ impl Out {
         self.file = None;
     }
 
-    /// Frees the buffer between requests, so an idle connection holds none.
+    /// Room for `n` more bytes. An empty buffer first takes this thread's
+    /// spare one (see `release`).
+    pub fn reserve(&mut self, n: usize) {
+        if self.buf.capacity() == 0 {
+            self.buf = SPARE.take();
+        }
+        self.buf.reserve(n);
+    }
+
+    /// Gives the buffer up between requests, so an idle connection holds
+    /// none. A small one becomes this thread's spare: keep-alive
+    /// connections take turns, so the next response to be written would
+    /// otherwise allocate what this one just freed.
     pub fn release(&mut self) {
         if self.is_empty() {
-            self.buf = Vec::new();
+            let mut buf = std::mem::take(&mut self.buf);
             self.pos = 0;
+            if buf.capacity() <= SPARE_MAX {
+                buf.clear();
+                SPARE.set(buf);
+            }
         }
     }
 

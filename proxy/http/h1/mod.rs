@@ -661,7 +661,7 @@ impl Exchange<'_> {
         // `100 Continue`, will not come: the connection closes after this.
         self.keep_alive = keep_alive && !(self.continue_due && self.body_end.is_none());
         self.switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-        conn.out.buf.reserve(1024);
+        conn.out.reserve(1024);
         encode::head(
             &mut conn.out.buf,
             parts.status,
