@@ -44,7 +44,7 @@ pub async fn handle<B: RequestBody>(
     let snapshot = app.snapshot();
     // Upstreams see the same id the client gets back.
     let (request_id, made) = request_id(&mut req.headers);
-    // Cheap copies of where the host is, so that the request can move on
+    // Cheap copies of where the host is, so that the head can be lent on
     // while the host is borrowed from them.
     let authority = req.uri.authority().cloned();
     let host_field = match authority {

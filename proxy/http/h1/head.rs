@@ -33,8 +33,8 @@ pub enum Framing {
     Chunked,
 }
 
-/// A parsed head: the request's (its body still to come) and what the
-/// connection needs to know about it.
+/// A parsed head: the request's line and fields (its body still to come)
+/// and what the connection needs to know about it.
 #[derive(Debug)]
 pub struct Head {
     pub parts: Parts,
