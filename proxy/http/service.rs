@@ -246,8 +246,12 @@ async fn dispatch<B: RequestBody>(
 fn request_id(headers: &mut HeaderMap) -> (HeaderValue, bool) {
     // Most requests carry none, and a few names: comparing them is cheaper
     // than hashing this one for a lookup.
-    let sent = headers.keys().any(|name| *name == REQUEST_ID);
-    match sent.then(|| headers.get(&REQUEST_ID)).flatten() {
+    let sent = if headers.keys().any(|name| *name == REQUEST_ID) {
+        headers.get(&REQUEST_ID)
+    } else {
+        None
+    };
+    match sent {
         Some(id)
             if !id.is_empty()
                 && id.len() <= 128

@@ -110,7 +110,7 @@ pub async fn proxy<B: RequestBody>(
     } = to;
     let Known {
         started,
-        made_id: request_id,
+        made_id,
         host_field,
     } = known;
     service.budget.deposit();
@@ -141,7 +141,7 @@ pub async fn proxy<B: RequestBody>(
         conn.tls,
         host,
     );
-    if let Some(id) = request_id {
+    if let Some(id) = made_id {
         added.push((REQUEST_ID, id.clone()));
     }
     let target = match (route.strip_prefix, parts.uri.path_and_query()) {
