@@ -1451,6 +1451,111 @@ async fn a_request_whose_client_resets_it_is_logged_as_499() {
     })
     .await;
     assert!(logged, "no 499 line: {:?}", lines.lock().unwrap());
+    let metrics = get(w.admin, "/metrics").await.text();
+    assert!(
+        metrics.contains(r#"weir_requests_total{route="/api/",backend="api",code_class="4xx"} 1"#),
+        "the reset request is counted as 4xx:\n{metrics}"
+    );
+}
+
+/// An upstream that reads one request, never answers, and says when the
+/// request reached it and when weir closed the connection.
+async fn silent_upstream() -> (
+    String,
+    tokio::sync::oneshot::Receiver<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    let (got_tx, got) = tokio::sync::oneshot::channel();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = vec![0u8; 4096];
+        let mut got_tx = Some(got_tx);
+        let mut seen = Vec::new();
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    seen.extend_from_slice(&buf[..n]);
+                    if seen.windows(4).any(|w| w == b"\r\n\r\n")
+                        && let Some(tx) = got_tx.take()
+                    {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        }
+        let _ = closed_tx.send(());
+    });
+    (endpoint, got, closed)
+}
+
+#[tokio::test]
+async fn an_http1_client_that_closes_while_waiting_ends_the_upstream_request() {
+    let (lines, _guard) = access_lines();
+    let (endpoint, got, closed) = silent_upstream().await;
+    let w = logging_proxy(&endpoint, "").await;
+    let mut c = TcpStream::connect(w.addr("web")).await.unwrap();
+    c.write_all(b"GET /api/gone HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    timeout(T, got)
+        .await
+        .expect("the request reaches the upstream")
+        .unwrap();
+    drop(c);
+    // The route timeout is 30 s: only the client's close can end it sooner.
+    timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("weir closes the upstream connection when its client goes")
+        .unwrap();
+    let logged = support::eventually(support::STEP, || async {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(path, status)| path == "/api/gone" && *status == 499)
+    })
+    .await;
+    assert!(logged, "no 499 line: {:?}", lines.lock().unwrap());
+    let metrics = get(w.admin, "/metrics").await.text();
+    assert!(
+        metrics.contains(r#"weir_requests_total{route="/api/",backend="api",code_class="4xx"} 1"#),
+        "the dropped request is counted as 4xx:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_http1_request_sent_while_the_one_before_waits_is_answered_after_it() {
+    let slow = Upstream::echo().slow(300).start().await;
+    let w = logging_proxy(&slow.endpoint(), "").await;
+    let mut c = TcpStream::connect(w.addr("web")).await.unwrap();
+    c.write_all(b"GET /api/first HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        support::eventually(support::STEP, || async { slow.stats.requests() == 1 }).await,
+        "the first request never reached the upstream"
+    );
+    // The second comes in its own write while the first waits: it is kept
+    // for after the first's answer, not taken for a close.
+    c.write_all(b"GET /api/second HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    timeout(T, c.read_to_end(&mut all))
+        .await
+        .expect("both answers in time")
+        .unwrap();
+    let all = String::from_utf8_lossy(&all);
+    let first = all.find("/api/first").expect("first answered");
+    let second = all.find("/api/second").expect("second answered");
+    assert!(first < second, "answers out of order: {all}");
+    assert_eq!(all.matches("HTTP/1.1 200").count(), 2, "{all}");
 }
 
 #[tokio::test]

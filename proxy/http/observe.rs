@@ -30,6 +30,10 @@ pub struct LogFields {
     pub referer: String,
 }
 
+/// A request's route and the index in its split of the backend that
+/// answers it (`usize::MAX` when none does: rate limited, no backend).
+pub type Picked = (Arc<Route>, usize);
+
 /// Everything needed to record a request once its response is done.
 #[derive(Debug)]
 pub struct Finish {
@@ -38,7 +42,7 @@ pub struct Finish {
     /// The connection, with this request counted in flight until dropped.
     pub conn: InFlight,
     /// The route and the index of the backend that answered, if any.
-    pub route: Option<(Arc<Route>, usize)>,
+    pub route: Option<Picked>,
     pub log: Option<Box<LogFields>>,
     /// Region, endpoint and status of the upstream that answered, if proxied.
     pub upstream: Option<crate::upstream::proxy::Upstream>,
@@ -67,15 +71,18 @@ impl LogFields {
     }
 }
 
-/// Logs a request dropped before it had a response (its client reset the
-/// stream or went away, or the shutdown grace ran out) with status 499,
-/// as nginx does; a request that gets its response is taken out with
-/// [`Unanswered::answered`] and logged when that response ends.
+/// Logs and counts a request dropped before it had a response (its client
+/// reset the stream or went away, or the shutdown grace ran out) with
+/// status 499, as nginx does; a request that gets its response is taken
+/// out with [`Unanswered::answered`] and recorded when that response ends.
 pub struct Unanswered {
     log: Option<Box<LogFields>>,
     client_ip: IpAddr,
     started: Instant,
     refused: Option<RefusedWith>,
+    /// The route and the index of its backend, once chosen: the request
+    /// is counted under them.
+    pub route: Option<Picked>,
 }
 
 /// In the extensions of an HTTP/1.1 request with a body: the status the
@@ -111,24 +118,35 @@ impl Unanswered {
             client_ip,
             started,
             refused,
+            route: None,
         }
     }
 
-    /// The request has its response: its line is written when that ends.
-    pub fn answered(mut self) -> Option<Box<LogFields>> {
-        self.log.take()
+    /// The request has its response: it is recorded when that ends, with
+    /// its log fields and route.
+    pub fn answered(mut self) -> (Option<Box<LogFields>>, Option<Picked>) {
+        (self.log.take(), self.route.take())
     }
 }
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
+        if self.log.is_none() && self.route.is_none() {
+            return;
+        }
+        let status = self
+            .refused
+            .as_ref()
+            .and_then(RefusedWith::get)
+            .unwrap_or(CLIENT_CLOSED);
+        let elapsed = self.started.elapsed();
+        if let Some((route, i)) = &self.route
+            && let Some(backend) = route.split.backends().get(*i)
+        {
+            backend.metrics.observe(status, elapsed.as_secs_f64());
+        }
         if let Some(log) = self.log.take() {
-            let status = self
-                .refused
-                .as_ref()
-                .and_then(RefusedWith::get)
-                .unwrap_or(CLIENT_CLOSED);
-            log.entry(self.client_ip, status, 0, self.started.elapsed())
+            log.entry(self.client_ip, status, 0, elapsed)
                 .emit(log.combined);
         }
     }

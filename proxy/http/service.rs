@@ -13,12 +13,12 @@ use http::{HeaderMap, HeaderValue, Response, Version, header};
 use super::body::{Body, RequestBody};
 use super::conn::{ConnInfo, InFlight};
 use super::error::Reject;
-use super::observe::{Finish, LogFields, Observed, RefusedWith, Unanswered};
+use super::observe::{Finish, LogFields, Observed, Picked, RefusedWith, Unanswered};
 use super::raw::Beside;
 use crate::app::App;
 use crate::balancer::{Target, affinity};
 use crate::http::rate_limit::Decision;
-use crate::router::{self, Route};
+use crate::router;
 use crate::snapshot::{AccessLog, Snapshot};
 
 use crate::upstream::proxy::{Known, REQUEST_ID};
@@ -70,15 +70,22 @@ pub async fn handle<B: RequestBody>(
     let made = made.then_some(&request_id);
     // Logged as unanswered if this future is dropped in the dispatch.
     let refused = req.extensions.get::<RefusedWith>().cloned();
-    let unanswered = Unanswered::new(log, conn.peer.ip(), started, refused);
+    let mut unanswered = Unanswered::new(log, conn.peer.ip(), started, refused);
     let known = Known {
         started,
         made_id: made,
         host_field: host_field.as_ref(),
     };
-    let (mut response, route, answered) =
-        dispatch(req, body, known, &conn, &snapshot, host.as_deref()).await;
-    let log = unanswered.answered();
+    let (mut response, answered) = dispatch(
+        req,
+        body,
+        known,
+        &conn,
+        (&snapshot, host.as_deref()),
+        &mut unanswered.route,
+    )
+    .await;
+    let (log, route) = unanswered.answered();
     let (upstream, mut fields) = match answered {
         Some((upstream, fields)) => (Some(upstream), fields),
         None => (None, None),
@@ -137,21 +144,19 @@ pub async fn handle<B: RequestBody>(
     (response.map(|body| Observed::new(body, finish)), beside)
 }
 
-/// A response with the route and backend index that made it (for metrics
-/// and the rollout window) and what the upstream side was, if any.
-type Dispatched = (
-    Response<Body>,
-    Option<(Arc<Route>, usize)>,
-    Option<crate::upstream::proxy::Answered>,
-);
+/// A response and what the upstream side was, if any.
+type Dispatched = (Response<Body>, Option<crate::upstream::proxy::Answered>);
 
+/// Answers `req`. The route and the index of the backend that answers go
+/// in `picked` as soon as they are known (for metrics and the rollout
+/// window), so that a request dropped while it waits is counted there too.
 async fn dispatch<B: RequestBody>(
     req: &mut Parts,
     body: B,
     known: Known<'_>,
     conn: &ConnInfo,
-    snapshot: &Snapshot,
-    host: Option<&str>,
+    (snapshot, host): (&Snapshot, Option<&str>),
+    picked: &mut Option<Picked>,
 ) -> Dispatched {
     // A body known to be empty has no length to look at.
     let too_large = !body.is_end_stream()
@@ -161,7 +166,7 @@ async fn dispatch<B: RequestBody>(
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .is_some_and(|len| len > snapshot.limits.max_body_bytes);
     if too_large {
-        return (Reject::BodyTooLarge.response(), None, None);
+        return (Reject::BodyTooLarge.response(), None);
     }
     let listener = snapshot.listener(&conn.listener);
     if let Some(port) = listener.and_then(|l| l.redirect_https)
@@ -170,7 +175,6 @@ async fn dispatch<B: RequestBody>(
         return (
             crate::listener::redirect::to_https(&req.uri, host, port),
             None,
-            None,
         );
     }
     let path = req.uri.path();
@@ -178,18 +182,15 @@ async fn dispatch<B: RequestBody>(
         .router
         .find(&conn.listener, host.unwrap_or(""), path)
     else {
-        return (Reject::NoRoute.response(), None, None);
+        return (Reject::NoRoute.response(), None);
     };
     if let Some(limiter) = &route.options.rate_limit
         && let Decision::Deny { retry_after } =
             limiter.check(conn.peer.ip(), std::time::Instant::now())
     {
         let seconds = retry_after.as_secs().max(1);
-        return (
-            Reject::RateLimited(seconds).response(),
-            Some((route.clone(), usize::MAX)),
-            None,
-        );
+        *picked = Some((route.clone(), usize::MAX));
+        return (Reject::RateLimited(seconds).response(), None);
     }
     let Some(choice) = affinity::choose(
         &route.name,
@@ -198,11 +199,8 @@ async fn dispatch<B: RequestBody>(
         route.options.override_header.as_ref(),
         &req.headers,
     ) else {
-        return (
-            Reject::NoBackend.response(),
-            Some((route.clone(), usize::MAX)),
-            None,
-        );
+        *picked = Some((route.clone(), usize::MAX));
+        return (Reject::NoBackend.response(), None);
     };
     let backend = choice.backend();
     // Only the split's pick (re)pins a client; a forced or pinned choice
@@ -214,6 +212,7 @@ async fn dispatch<B: RequestBody>(
         _ => None,
     };
     let index = route.split.index_of(backend).unwrap_or(usize::MAX);
+    *picked = Some((route.clone(), index));
     let (mut response, upstream) = match &backend.target {
         Target::Site(site) => {
             let path = if route.strip_prefix {
@@ -238,7 +237,7 @@ async fn dispatch<B: RequestBody>(
     if let Some(cookie) = pin {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    (response, Some((route.clone(), index)), upstream)
+    (response, upstream)
 }
 
 /// `X-Request-Id` from the client when it is sane (false), else a new

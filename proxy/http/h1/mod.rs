@@ -7,7 +7,8 @@
 //! The connection owns its deadlines: the head's (`header_read_timeout`,
 //! from accept for the first request, from its first byte for later ones;
 //! 408 when part of a head came), the idle one between requests, and the
-//! drain.
+//! drain. While a request waits for its answer, a close by the client ends
+//! it (and its upstream request).
 
 pub mod body;
 pub mod encode;
@@ -228,6 +229,14 @@ impl<I: Transport> Conn<I> {
                 }
             }
         }
+    }
+
+    /// Whether the client closed (or its socket failed) while its request,
+    /// body read, waits for an answer. Bytes that come instead (the next
+    /// request, pipelined) are kept for later and end the watch: as nginx
+    /// does, a close behind them is noticed only when they are read.
+    fn client_gone(&mut self, cx: &mut Context<'_>) -> bool {
+        self.buf.is_empty() && matches!(self.poll_fill(cx, HEAD_READ), Poll::Ready(Ok(0) | Err(_)))
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>, size: usize) -> Poll<std::io::Result<usize>> {
@@ -547,7 +556,17 @@ impl Exchange<'_> {
                         self.broken = true;
                         return Poll::Ready(false);
                     }
-                    let (response, beside) = ready!(handler.as_mut().poll(cx));
+                    let Poll::Ready((response, beside)) = handler.as_mut().poll(cx) else {
+                        // A client that closes while its request waits
+                        // takes the handler with it, and any upstream
+                        // request (logged as 499).
+                        if self.sender.is_none() && conn.client_gone(cx) {
+                            self.phase = Phase::Done;
+                            self.broken = true;
+                            return Poll::Ready(false);
+                        }
+                        return Poll::Pending;
+                    };
                     self.start(conn, response, beside);
                 }
                 Phase::Body {
