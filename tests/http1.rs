@@ -466,6 +466,30 @@ async fn pipelined_requests_in_one_write_are_answered_in_order() {
 // ---------------------------------------------------------------- 2. keep-alive
 
 #[tokio::test]
+async fn a_client_that_half_closes_after_its_request_still_gets_a_file() {
+    // `printf ... | nc -N` sends a request and shuts its writing side. A
+    // file is served whatever comes after; only a request waiting for an
+    // upstream is ended by its client's close.
+    let w = start(None, "").await;
+    for path in ["/a.txt", "/b.txt", "/a.txt"] {
+        let mut s = TcpStream::connect(w.addr("web")).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: a\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        s.shutdown().await.unwrap();
+        let mut all = Vec::new();
+        timeout(T, s.read_to_end(&mut all))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        let all = String::from_utf8_lossy(&all);
+        assert!(all.starts_with("HTTP/1.1 200"), "{path}: {all}");
+        let want = if path == "/a.txt" { A_TXT } else { B_TXT };
+        assert!(all.ends_with(want), "{path}: {all}");
+    }
+}
+
+#[tokio::test]
 async fn keep_alive_serves_sequential_requests_and_connection_close_ends_it() {
     let w = start(None, "").await;
     let mut c = Client::connect(w.addr("web")).await;

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -133,6 +133,17 @@ pub struct ConnState {
     /// Milliseconds after `opened` of the last byte read or written.
     last_activity: AtomicU64,
     in_flight: AtomicUsize,
+    /// A request of this connection waits for an upstream's answer.
+    waits_upstream: AtomicBool,
+}
+
+/// Marks a connection as waiting for an upstream until dropped.
+pub struct WaitingUpstream<'a>(&'a ConnState);
+
+impl Drop for WaitingUpstream<'_> {
+    fn drop(&mut self) {
+        self.0.waits_upstream.store(false, Ordering::Relaxed);
+    }
 }
 
 impl ConnState {
@@ -141,7 +152,19 @@ impl ConnState {
             opened: Instant::now(),
             last_activity: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            waits_upstream: AtomicBool::new(false),
         }
+    }
+
+    /// Until the guard is dropped, a request of this connection waits for
+    /// an upstream: an HTTP/1.1 client that closes meanwhile ends it.
+    pub fn wait_upstream(&self) -> WaitingUpstream<'_> {
+        self.waits_upstream.store(true, Ordering::Relaxed);
+        WaitingUpstream(self)
+    }
+
+    pub fn waits_upstream(&self) -> bool {
+        self.waits_upstream.load(Ordering::Relaxed)
     }
 
     /// When the connection was accepted (before any TLS handshake).

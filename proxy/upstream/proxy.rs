@@ -114,6 +114,7 @@ pub async fn proxy<B: RequestBody>(
         host_field,
     } = known;
     service.budget.deposit();
+    let _waiting = conn.state.wait_upstream();
     // An HTTP/1.1 connection that can be handed over carries its handle.
     let client_upgrade = parts.extensions.remove::<ClientUpgrade>();
     let upgrade = client_upgrade.is_some()

@@ -7,8 +7,8 @@
 //! The connection owns its deadlines: the head's (`header_read_timeout`,
 //! from accept for the first request, from its first byte for later ones;
 //! 408 when part of a head came), the idle one between requests, and the
-//! drain. While a request waits for its answer, a close by the client ends
-//! it (and its upstream request).
+//! drain. While a request waits for an upstream's answer, a close by the
+//! client ends it (and the upstream request).
 
 pub mod body;
 pub mod encode;
@@ -232,7 +232,7 @@ impl<I: Transport> Conn<I> {
     }
 
     /// Whether the client closed (or its socket failed) while its request,
-    /// body read, waits for an answer. Bytes that come instead (the next
+    /// body read, waits for an upstream's answer. Bytes that come instead (the next
     /// request, pipelined) are kept for later and end the watch: as nginx
     /// does, a close behind them is noticed only when they are read.
     fn client_gone(&mut self, cx: &mut Context<'_>) -> bool {
@@ -314,6 +314,7 @@ impl<I: Transport> Conn<I> {
             broken: false,
             switching: false,
             refused,
+            info,
         };
         let upgraded = poll_fn(|cx| exchange.poll(self, cx)).await;
         if exchange.broken {
@@ -508,6 +509,7 @@ struct Exchange<'a> {
     switching: bool,
     /// Where a refusal's status goes for the access log.
     refused: Option<RefusedWith>,
+    info: &'a ConnInfo,
 }
 
 impl Exchange<'_> {
@@ -557,10 +559,14 @@ impl Exchange<'_> {
                         return Poll::Ready(false);
                     }
                     let Poll::Ready((response, beside)) = handler.as_mut().poll(cx) else {
-                        // A client that closes while its request waits
-                        // takes the handler with it, and any upstream
-                        // request (logged as 499).
-                        if self.sender.is_none() && conn.client_gone(cx) {
+                        // A client that closes while its request waits for
+                        // an upstream takes the handler with it, and the
+                        // upstream request (logged as 499). Files are
+                        // quick: a client that half-closed gets its file.
+                        if self.sender.is_none()
+                            && self.info.state.waits_upstream()
+                            && conn.client_gone(cx)
+                        {
                             self.phase = Phase::Done;
                             self.broken = true;
                             return Poll::Ready(false);
