@@ -133,7 +133,8 @@ pub struct ConnState {
     /// Milliseconds after `opened` of the last byte read or written.
     last_activity: AtomicU64,
     in_flight: AtomicUsize,
-    /// A request of this connection waits for an upstream's answer.
+    /// A request of this connection waits for an upstream's answer. Read
+    /// for HTTP/1.1 only, where one request is in flight at a time.
     waits_upstream: AtomicBool,
 }
 
