@@ -490,6 +490,23 @@ async fn a_client_that_half_closes_after_its_request_still_gets_a_file() {
 }
 
 #[tokio::test]
+async fn a_file_after_a_proxied_answer_is_served_to_a_client_that_half_closed() {
+    // The proxied request's mark is gone with its answer: the next request
+    // on the connection, a file, is not ended by the client's half-close.
+    let up = Upstream::echo().start().await;
+    let w = start(Some(&up.endpoint()), "").await;
+    let mut c = Client::connect(w.addr("web")).await;
+    c.send(get("/api/one")).await;
+    let first = c.response().await;
+    assert_eq!(first.status, 200, "{first:?}");
+    c.send("GET /a.txt HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    c.stream.shutdown().await.unwrap();
+    let file = c.response().await;
+    assert_eq!(file.status, 200, "{file:?}");
+    assert_eq!(file.text(), A_TXT);
+}
+
+#[tokio::test]
 async fn keep_alive_serves_sequential_requests_and_connection_close_ends_it() {
     let w = start(None, "").await;
     let mut c = Client::connect(w.addr("web")).await;

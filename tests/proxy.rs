@@ -1530,6 +1530,27 @@ async fn an_http1_client_that_closes_while_waiting_ends_the_upstream_request() {
 }
 
 #[tokio::test]
+async fn an_http1_client_that_closes_after_its_body_ends_the_upstream_request() {
+    let (endpoint, got, closed) = silent_upstream().await;
+    let w = logging_proxy(&endpoint, "").await;
+    let mut c = TcpStream::connect(w.addr("web")).await.unwrap();
+    c.write_all(b"POST /api/gone HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    timeout(T, got)
+        .await
+        .expect("the request reaches the upstream")
+        .unwrap();
+    // Give weir the body's end before the close.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(c);
+    timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("weir closes the upstream connection when its client goes")
+        .unwrap();
+}
+
+#[tokio::test]
 async fn an_http1_request_sent_while_the_one_before_waits_is_answered_after_it() {
     let slow = Upstream::echo().slow(300).start().await;
     let w = logging_proxy(&slow.endpoint(), "").await;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::upstream::Upstream;
 use support::{Weir, config, eventually, get, request, send, weir};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sites `a`, `b` and `c`, each answering its own name at `/id.txt`.
 fn sites() -> support::Builder {
@@ -240,6 +241,42 @@ async fn a_slow_to_rolls_back_on_p99() {
         rolled["verdict"]["p99_ms"].as_f64() > Some(100.0),
         "{rolled}"
     );
+}
+
+#[tokio::test]
+async fn a_to_whose_clients_give_up_waiting_rolls_back_on_p99() {
+    // Green hangs past the route timeout; its clients leave after 300 ms.
+    // What they waited counts in the window: green rolls back long before
+    // any answer or timeout would have told.
+    let blue = Upstream::named("blue").start().await;
+    let green = Upstream::named("green").slow(60_000).start().await;
+    let w = weir()
+        .start(&services(
+            &blue,
+            &green,
+            "steps = [50, 100]\nstep_every = \"1h\"\nmax_p99 = \"100ms\"\nmin_requests = 4",
+        ))
+        .await;
+    let addr = w.addr("web");
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                s.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+                    .await
+                    .expect("write");
+                let mut buf = [0u8; 1024];
+                // Blue answers at once; green never does in time.
+                let _ = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("client task");
+    }
+    let rolled = wait_for_state(w.admin, "rolled_back").await;
+    let reason = rolled["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("p99"), "{rolled}");
 }
 
 /// `n` concurrent GETs of `/`.

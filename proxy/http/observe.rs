@@ -73,7 +73,7 @@ impl LogFields {
 
 /// Logs and counts a request dropped before it had a response (its client
 /// reset the stream or went away, or the shutdown grace ran out) with
-/// status 499, as nginx does; a request that gets its response is taken
+/// status 499, as nginx does, in metrics and the rollout window too; a request that gets its response is taken
 /// out with [`Unanswered::answered`] and recorded when that response ends.
 pub struct Unanswered {
     log: Option<Box<LogFields>>,
@@ -144,6 +144,12 @@ impl Drop for Unanswered {
             && let Some(backend) = route.split.backends().get(*i)
         {
             backend.metrics.observe(status, elapsed.as_secs_f64());
+            // The wait its client gave up on is a latency of the backend:
+            // a `to` that hangs shows in the window's p99 (a 4xx is no
+            // error there).
+            if let Some(rollout) = &route.rollout {
+                rollout.record(*i, status, elapsed);
+            }
         }
         if let Some(log) = self.log.take() {
             log.entry(self.client_ip, status, 0, elapsed)

@@ -7,8 +7,8 @@
 //! The connection owns its deadlines: the head's (`header_read_timeout`,
 //! from accept for the first request, from its first byte for later ones;
 //! 408 when part of a head came), the idle one between requests, and the
-//! drain. While a request waits for an upstream's answer, a close by the
-//! client ends it (and the upstream request).
+//! drain. While a request, its body read, waits for an upstream's answer,
+//! a close by the client ends it (and the upstream request).
 
 pub mod body;
 pub mod encode;
