@@ -1458,46 +1458,10 @@ async fn a_request_whose_client_resets_it_is_logged_as_499() {
     );
 }
 
-/// An upstream that reads one request, never answers, and says when the
-/// request reached it and when weir closed the connection.
-async fn silent_upstream() -> (
-    String,
-    tokio::sync::oneshot::Receiver<()>,
-    tokio::sync::oneshot::Receiver<()>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = listener.local_addr().unwrap().to_string();
-    let (got_tx, got) = tokio::sync::oneshot::channel();
-    let (closed_tx, closed) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let Ok((mut s, _)) = listener.accept().await else {
-            return;
-        };
-        let mut buf = vec![0u8; 4096];
-        let mut got_tx = Some(got_tx);
-        let mut seen = Vec::new();
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    seen.extend_from_slice(&buf[..n]);
-                    if seen.windows(4).any(|w| w == b"\r\n\r\n")
-                        && let Some(tx) = got_tx.take()
-                    {
-                        let _ = tx.send(());
-                    }
-                }
-            }
-        }
-        let _ = closed_tx.send(());
-    });
-    (endpoint, got, closed)
-}
-
 #[tokio::test]
 async fn an_http1_client_that_closes_while_waiting_ends_the_upstream_request() {
     let (lines, _guard) = access_lines();
-    let (endpoint, got, closed) = silent_upstream().await;
+    let (endpoint, got, closed) = support::upstream::silent().await;
     let w = logging_proxy(&endpoint, "").await;
     let mut c = TcpStream::connect(w.addr("web")).await.unwrap();
     c.write_all(b"GET /api/gone HTTP/1.1\r\nhost: a\r\n\r\n")
@@ -1531,7 +1495,7 @@ async fn an_http1_client_that_closes_while_waiting_ends_the_upstream_request() {
 
 #[tokio::test]
 async fn an_http1_client_that_closes_after_its_body_ends_the_upstream_request() {
-    let (endpoint, got, closed) = silent_upstream().await;
+    let (endpoint, got, closed) = support::upstream::silent().await;
     let w = logging_proxy(&endpoint, "").await;
     let mut c = TcpStream::connect(w.addr("web")).await.unwrap();
     c.write_all(b"POST /api/gone HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello")

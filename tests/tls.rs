@@ -13,6 +13,7 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -71,6 +72,23 @@ async fn handshake(
         .expect("handshake verified");
     let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
     (stream, leaf)
+}
+
+/// A connection that agreed on http/1.1, with `bytes` written on it.
+async fn h1_sent(
+    w: &support::Weir,
+    pki: &Pki,
+    bytes: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let (mut stream, _) = handshake(
+        w.addr("tls"),
+        &connector(&pki.ca, &[b"http/1.1"]),
+        "localhost",
+    )
+    .await;
+    stream.write_all(bytes).await.unwrap();
+    stream.flush().await.unwrap();
+    stream
 }
 
 #[tokio::test]
@@ -217,19 +235,10 @@ async fn hsts_is_on_every_tls_response_when_configured() {
 
 #[tokio::test]
 async fn a_client_that_agreed_on_http11_never_gets_http2() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let pki = pki(&[&["localhost"]]);
     let w = start(&pki).await;
-    let (mut stream, _) = handshake(
-        w.addr("tls"),
-        &connector(&pki.ca, &[b"http/1.1"]),
-        "localhost",
-    )
-    .await;
-    stream
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = h1_sent(&w, &pki, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
     let mut buf = vec![0u8; 64];
     let n = tokio::time::timeout(support::STEP, stream.read(&mut buf))
         .await
@@ -379,4 +388,36 @@ async fn a_handshake_that_never_finishes_is_closed_at_header_read_timeout() {
     assert!(counted, "expected {timeouts}");
     // The server still serves.
     assert_eq!(get_over_tls(&w, &pki, b"http/1.1").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_tls_client_that_closes_while_its_request_waits_ends_the_upstream_request() {
+    let pki = pki(&[&["localhost"]]);
+    let (endpoint, got, closed) = support::upstream::silent().await;
+    let w = start_full(
+        &pki,
+        "",
+        &format!(
+            "[[routes]]\npath = \"/api/\"\nbackends = [{{ service = \"api\" }}]\n\n\
+             [services.api]\nendpoints = [\"{endpoint}\"]\n"
+        ),
+    )
+    .await;
+    let mut stream = h1_sent(
+        &w,
+        &pki,
+        b"GET /api/gone HTTP/1.1\r\nhost: localhost\r\n\r\n",
+    )
+    .await;
+    tokio::time::timeout(support::STEP, got)
+        .await
+        .expect("the request reaches the upstream")
+        .unwrap();
+    // A close_notify, then the TCP close.
+    stream.shutdown().await.unwrap();
+    drop(stream);
+    tokio::time::timeout(std::time::Duration::from_secs(5), closed)
+        .await
+        .expect("weir closes the upstream connection when its TLS client goes")
+        .unwrap();
 }

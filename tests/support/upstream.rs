@@ -12,6 +12,9 @@
 //! - `Upstream::websocket()`: HTTP/1.1 `Upgrade: websocket` answered with
 //!   101, after which bytes are echoed back until the client closes.
 //!
+//! - `silent()`: reads one request and never answers; says when the
+//!   request came and when the connection was closed.
+//!
 //! `stats` counts accepted connections, requests, request body bytes and the
 //! paths seen.
 
@@ -34,7 +37,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// What an upstream saw.
 #[derive(Debug, Default)]
@@ -634,6 +637,38 @@ impl Body for ChannelBody {
             .poll_recv(cx)
             .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
     }
+}
+
+/// An upstream that reads one request, never answers, and says when the
+/// request reached it and when weir closed the connection.
+pub async fn silent() -> (String, oneshot::Receiver<()>, oneshot::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    let (got_tx, got) = oneshot::channel();
+    let (closed_tx, closed) = oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = vec![0u8; 4096];
+        let mut got_tx = Some(got_tx);
+        let mut seen = Vec::new();
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    seen.extend_from_slice(&buf[..n]);
+                    if seen.windows(4).any(|w| w == b"\r\n\r\n")
+                        && let Some(tx) = got_tx.take()
+                    {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        }
+        let _ = closed_tx.send(());
+    });
+    (endpoint, got, closed)
 }
 
 /// An address nothing listens on: bound, then closed.
