@@ -1429,6 +1429,24 @@ async fn logging_proxy(endpoint: &str, extra: &str) -> Weir {
         .await
 }
 
+/// `/api/gone` went unanswered: logged as 499, counted as 4xx.
+async fn dropped_is_logged_and_counted(lines: &Lines, w: &Weir) {
+    let logged = support::eventually(support::STEP, || async {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(path, status)| path == "/api/gone" && *status == 499)
+    })
+    .await;
+    assert!(logged, "no 499 line: {:?}", lines.lock().unwrap());
+    let metrics = get(w.admin, "/metrics").await.text();
+    assert!(
+        metrics.contains(r#"weir_requests_total{route="/api/",backend="api",code_class="4xx"} 1"#),
+        "the dropped request is counted as 4xx:\n{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn a_request_whose_client_resets_it_is_logged_as_499() {
     let (lines, _guard) = access_lines();
@@ -1442,20 +1460,7 @@ async fn a_request_whose_client_resets_it_is_logged_as_499() {
     );
     // Dropping the response future resets the stream (RST_STREAM).
     pending.abort();
-    let logged = support::eventually(support::STEP, || async {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(path, status)| path == "/api/gone" && *status == 499)
-    })
-    .await;
-    assert!(logged, "no 499 line: {:?}", lines.lock().unwrap());
-    let metrics = get(w.admin, "/metrics").await.text();
-    assert!(
-        metrics.contains(r#"weir_requests_total{route="/api/",backend="api",code_class="4xx"} 1"#),
-        "the reset request is counted as 4xx:\n{metrics}"
-    );
+    dropped_is_logged_and_counted(&lines, &w).await;
 }
 
 #[tokio::test]
@@ -1477,20 +1482,7 @@ async fn an_http1_client_that_closes_while_waiting_ends_the_upstream_request() {
         .await
         .expect("weir closes the upstream connection when its client goes")
         .unwrap();
-    let logged = support::eventually(support::STEP, || async {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(path, status)| path == "/api/gone" && *status == 499)
-    })
-    .await;
-    assert!(logged, "no 499 line: {:?}", lines.lock().unwrap());
-    let metrics = get(w.admin, "/metrics").await.text();
-    assert!(
-        metrics.contains(r#"weir_requests_total{route="/api/",backend="api",code_class="4xx"} 1"#),
-        "the dropped request is counted as 4xx:\n{metrics}"
-    );
+    dropped_is_logged_and_counted(&lines, &w).await;
 }
 
 #[tokio::test]
@@ -1531,12 +1523,8 @@ async fn an_http1_request_sent_while_the_one_before_waits_is_answered_after_it()
     c.write_all(b"GET /api/second HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
-    let mut all = Vec::new();
-    timeout(T, c.read_to_end(&mut all))
-        .await
-        .expect("both answers in time")
-        .unwrap();
-    let all = String::from_utf8_lossy(&all);
+    let (all, closed) = support::read_until_closed(&mut c, T).await;
+    assert!(closed, "both answers in time: {all}");
     let first = all.find("/api/first").expect("first answered");
     let second = all.find("/api/second").expect("second answered");
     assert!(first < second, "answers out of order: {all}");

@@ -46,6 +46,11 @@ fn services(blue: &Upstream, green: &Upstream, rollout: &str) -> String {
     )
 }
 
+/// Weir serving [`services`].
+async fn blue_green(blue: &Upstream, green: &Upstream, rollout: &str) -> Weir {
+    weir().start(&services(blue, green, rollout)).await
+}
+
 async fn status(admin: SocketAddr) -> Value {
     serde_json::from_slice(&get(admin, "/status").await.body).expect("status JSON")
 }
@@ -177,13 +182,12 @@ async fn clean_windows_advance_the_rollout_to_complete() {
 async fn errors_of_to_roll_back_at_once_and_for_good() {
     let blue = Upstream::named("blue").start().await;
     let green = Upstream::named("green").status(500).start().await;
-    let w = weir()
-        .start(&services(
-            &blue,
-            &green,
-            "steps = [50, 100]\nstep_every = \"1h\"\nmax_error_rate = 0.1\nmin_requests = 10",
-        ))
-        .await;
+    let w = blue_green(
+        &blue,
+        &green,
+        "steps = [50, 100]\nstep_every = \"1h\"\nmax_error_rate = 0.1\nmin_requests = 10",
+    )
+    .await;
     let addr = w.addr("web");
 
     let statuses = hit(addr, 40).await;
@@ -224,13 +228,12 @@ async fn errors_of_to_roll_back_at_once_and_for_good() {
 async fn a_slow_to_rolls_back_on_p99() {
     let blue = Upstream::named("blue").start().await;
     let green = Upstream::named("green").slow(250).start().await;
-    let w = weir()
-        .start(&services(
-            &blue,
-            &green,
-            "steps = [50, 100]\nstep_every = \"1h\"\nmax_p99 = \"100ms\"\nmin_requests = 4",
-        ))
-        .await;
+    let w = blue_green(
+        &blue,
+        &green,
+        "steps = [50, 100]\nstep_every = \"1h\"\nmax_p99 = \"100ms\"\nmin_requests = 4",
+    )
+    .await;
     let addr = w.addr("web");
     let all = futures_join(addr, 12).await;
     assert!(all.iter().all(|s| *s == 200), "{all:?}");
@@ -250,13 +253,12 @@ async fn a_to_whose_clients_give_up_waiting_rolls_back_on_p99() {
     // any answer or timeout would have told.
     let blue = Upstream::named("blue").start().await;
     let green = Upstream::named("green").slow(60_000).start().await;
-    let w = weir()
-        .start(&services(
-            &blue,
-            &green,
-            "steps = [50, 100]\nstep_every = \"1h\"\nmax_p99 = \"100ms\"\nmin_requests = 4",
-        ))
-        .await;
+    let w = blue_green(
+        &blue,
+        &green,
+        "steps = [50, 100]\nstep_every = \"1h\"\nmax_p99 = \"100ms\"\nmin_requests = 4",
+    )
+    .await;
     let addr = w.addr("web");
     let tasks: Vec<_> = (0..12)
         .map(|_| {
@@ -295,13 +297,7 @@ async fn futures_join(addr: SocketAddr, n: usize) -> Vec<u16> {
 async fn on_failure_pause_holds_the_step() {
     let blue = Upstream::named("blue").start().await;
     let green = Upstream::named("green").status(503).start().await;
-    let w = weir()
-        .start(&services(
-            &blue,
-            &green,
-            "steps = [50, 100]\nstep_every = \"1h\"\nmax_error_rate = 0.2\nmin_requests = 4\non_failure = \"pause\"",
-        ))
-        .await;
+    let w = blue_green(&blue, &green, "steps = [50, 100]\nstep_every = \"1h\"\nmax_error_rate = 0.2\nmin_requests = 4\non_failure = \"pause\"").await;
     hit(w.addr("web"), 10).await;
     let paused = wait_for_state(w.admin, "paused").await;
     assert_eq!(paused["step"], 50, "{paused}");
@@ -343,7 +339,7 @@ async fn a_reload_keeps_the_state_unless_the_section_changes() {
     let blue = Upstream::named("blue").start().await;
     let green = Upstream::named("green").status(500).start().await;
     let section = "steps = [50, 100]\nstep_every = \"1h\"\nmax_error_rate = 0.1\nmin_requests = 4";
-    let w = weir().start(&services(&blue, &green, section)).await;
+    let w = blue_green(&blue, &green, section).await;
     hit(w.addr("web"), 10).await;
     let rolled = wait_for_state(w.admin, "rolled_back").await;
 
@@ -377,13 +373,12 @@ async fn a_reload_keeps_the_state_unless_the_section_changes() {
 async fn a_green_answering_ten_percent_500s_is_rolled_back() {
     let blue = Upstream::named("blue").start().await;
     let green = Upstream::named("green").fails_every(10).start().await;
-    let w = weir()
-        .start(&services(
-            &blue,
-            &green,
-            "steps = [50, 100]\nstep_every = \"1h\"\nmax_error_rate = 0.05\nmin_requests = 20",
-        ))
-        .await;
+    let w = blue_green(
+        &blue,
+        &green,
+        "steps = [50, 100]\nstep_every = \"1h\"\nmax_error_rate = 0.05\nmin_requests = 20",
+    )
+    .await;
     // 100 requests: green gets 50, five of them 500, unless the ticker
     // (every 250 ms) already rolled back once green had its 20 requests
     // and two 500s (a slow machine takes longer for the 100).
