@@ -14,6 +14,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::body::Body;
 use super::conn::InFlight;
+use crate::balancer::Backend;
 use crate::router::Route;
 use crate::telemetry::access::Entry;
 
@@ -33,6 +34,18 @@ pub struct LogFields {
 /// A request's route and the index in its split of the backend that
 /// answers it (`usize::MAX` when none does: rate limited, no backend).
 pub type Picked = (Arc<Route>, usize);
+
+/// Counts a request under its backend and in its route's rollout window
+/// (which keeps only `to`'s); the backend, if one answered.
+fn count(picked: Option<&Picked>, status: u16, elapsed: Duration) -> Option<&Backend> {
+    let (route, i) = picked?;
+    if let Some(rollout) = &route.rollout {
+        rollout.record(*i, status, elapsed);
+    }
+    let backend = route.split.backends().get(*i)?;
+    backend.metrics.observe(status, elapsed.as_secs_f64());
+    Some(backend)
+}
 
 /// Everything needed to record a request once its response is done.
 #[derive(Debug)]
@@ -71,10 +84,11 @@ impl LogFields {
     }
 }
 
-/// Logs and counts a request dropped before it had a response (its client
-/// reset the stream or went away, or the shutdown grace ran out) with
-/// status 499, as nginx does, in metrics and the rollout window too; a request that gets its response is taken
-/// out with [`Unanswered::answered`] and recorded when that response ends.
+/// Logs and counts (metrics, rollout window) a request dropped before it
+/// had a response (its client reset the stream or went away, or the
+/// shutdown grace ran out) with status 499, as nginx does; a request that
+/// gets its response is taken out with [`Unanswered::answered`] and
+/// recorded when that response ends.
 pub struct Unanswered {
     log: Option<Box<LogFields>>,
     client_ip: IpAddr,
@@ -140,17 +154,10 @@ impl Drop for Unanswered {
             .and_then(RefusedWith::get)
             .unwrap_or(CLIENT_CLOSED);
         let elapsed = self.started.elapsed();
-        if let Some((route, i)) = &self.route
-            && let Some(backend) = route.split.backends().get(*i)
-        {
-            backend.metrics.observe(status, elapsed.as_secs_f64());
-            // The wait its client gave up on is a latency of the backend:
-            // a `to` that hangs shows in the window's p99 (a 4xx is no
-            // error there).
-            if let Some(rollout) = &route.rollout {
-                rollout.record(*i, status, elapsed);
-            }
-        }
+        // The wait its client gave up on is a latency of the backend: a
+        // `to` that hangs shows in the window's p99 (a 4xx is no error
+        // there).
+        count(self.route.as_ref(), status, elapsed);
         if let Some(log) = self.log.take() {
             log.entry(self.client_ip, status, 0, elapsed)
                 .emit(log.combined);
@@ -161,18 +168,7 @@ impl Drop for Unanswered {
 impl Finish {
     fn record(self, bytes: u64) {
         let elapsed = self.started.elapsed();
-        let backend = self
-            .route
-            .as_ref()
-            .and_then(|(route, i)| route.split.backends().get(*i));
-        if let Some(backend) = backend {
-            backend.metrics.observe(self.status, elapsed.as_secs_f64());
-        }
-        if let Some((route, i)) = &self.route
-            && let Some(rollout) = &route.rollout
-        {
-            rollout.record(*i, self.status, elapsed);
-        }
+        let backend = count(self.route.as_ref(), self.status, elapsed);
         self.bytes_sent.inc_by(bytes);
         let Some(log) = self.log else { return };
         let endpoint = self.upstream.as_ref().map(|u| u.endpoint.to_string());

@@ -232,9 +232,9 @@ impl<I: Transport> Conn<I> {
     }
 
     /// Whether the client closed (or its socket failed) while its request,
-    /// body read, waits for an upstream's answer. Bytes that come instead (the next
-    /// request, pipelined) are kept for later and end the watch: as nginx
-    /// does, a close behind them is noticed only when they are read.
+    /// body read, waits for an upstream's answer. Bytes that come instead
+    /// (the next request, pipelined) are kept for later and end the watch:
+    /// as nginx does, a close behind them is noticed only when read.
     fn client_gone(&mut self, cx: &mut Context<'_>) -> bool {
         self.buf.is_empty() && matches!(self.poll_fill(cx, HEAD_READ), Poll::Ready(Ok(0) | Err(_)))
     }
