@@ -14,17 +14,21 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use super::quic::QuicError;
 use super::{BindError, Spec};
 use crate::app::App;
 use crate::drain::Drain;
 use crate::snapshot::{Limits, Snapshot};
+
+/// Ports tried for a port-0 listener whose UDP twin found its port taken.
+const PORT_TRIES: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
     #[error(transparent)]
     Tcp(#[from] BindError),
     #[error(transparent)]
-    Quic(#[from] super::quic::QuicError),
+    Quic(#[from] QuicError),
 }
 
 /// One bound socket.
@@ -166,24 +170,68 @@ impl Sockets {
     ) -> Result<(), SocketError> {
         for spec in &snapshot.listeners {
             for &addr in &spec.binds {
-                let local = match self.find(&spec.name, addr, false) {
-                    Some(socket) => socket.local,
-                    None => {
-                        let tcp = super::bind(&spec.name, addr)?;
-                        let local = tcp.local_addr().unwrap_or(addr);
-                        self.push(spec, addr, local, Kind::Tcp(Some(tcp)));
-                        local
+                let quic = wants_quic(spec) && self.find(&spec.name, addr, true).is_none();
+                match self.find(&spec.name, addr, false).map(|s| s.local) {
+                    Some(local) if quic => {
+                        let endpoint = super::quic::bind(app, &spec.name, local, limits)?;
+                        self.push_quic(spec, addr, local, endpoint);
                     }
-                };
-                if wants_quic(spec) && self.find(&spec.name, addr, true).is_none() {
-                    // Port 0 becomes the port TCP got, so Alt-Svc can name one.
-                    let endpoint = super::quic::bind(app, &spec.name, local, limits)?;
-                    let local = endpoint.local_addr().unwrap_or(local);
-                    self.push(spec, addr, local, Kind::Quic(endpoint));
+                    Some(_) => {}
+                    None => self.bind_pair(app, spec, addr, quic, limits)?,
                 }
             }
         }
         Ok(())
+    }
+
+    /// Binds a TCP socket for `addr` and, with `quic`, a UDP one on the
+    /// port TCP got, so that Alt-Svc can name one port. With port 0 the
+    /// UDP port may be another socket's: then both are bound anew.
+    fn bind_pair(
+        &mut self,
+        app: &Arc<App>,
+        spec: &Spec,
+        addr: SocketAddr,
+        quic: bool,
+        limits: &Limits,
+    ) -> Result<(), SocketError> {
+        let mut tries = 0;
+        loop {
+            let tcp = super::bind(&spec.name, addr)?;
+            let local = tcp.local_addr().unwrap_or(addr);
+            let endpoint = if quic {
+                match super::quic::bind(app, &spec.name, local, limits) {
+                    Ok(endpoint) => Some(endpoint),
+                    Err(QuicError::Bind { source, .. })
+                        if addr.port() == 0
+                            && source.kind() == std::io::ErrorKind::AddrInUse
+                            && tries < PORT_TRIES =>
+                    {
+                        tries += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            self.push(spec, addr, local, Kind::Tcp(Some(tcp)));
+            if let Some(endpoint) = endpoint {
+                self.push_quic(spec, addr, local, endpoint);
+            }
+            return Ok(());
+        }
+    }
+
+    fn push_quic(
+        &mut self,
+        spec: &Spec,
+        addr: SocketAddr,
+        local: SocketAddr,
+        endpoint: quinn::Endpoint,
+    ) {
+        let local = endpoint.local_addr().unwrap_or(local);
+        self.push(spec, addr, local, Kind::Quic(endpoint));
     }
 
     fn push(&mut self, spec: &Spec, configured: SocketAddr, local: SocketAddr, kind: Kind) {
