@@ -364,6 +364,50 @@ async fn h2_client_reaches_an_h1_upstream_with_its_authority_as_host() {
 }
 
 #[tokio::test]
+async fn a_target_s_authority_is_the_host_the_upstream_hears_of() {
+    let a = Upstream::echo().header("x-up", "a").start().await;
+    let b = Upstream::echo().header("x-up", "b").start().await;
+    let w = weir()
+        .start(&config(&format!(
+            "[[routes]]\nhost = \"a.test\"\npath = \"/api/\"\nbackends = [{{ service = \"a\" }}]\n\n\
+             [[routes]]\nhost = \"b.test\"\npath = \"/api/\"\nbackends = [{{ service = \"b\" }}]\n\n\
+             [services.a]\nendpoints = [\"{}\"]\n\n[services.b]\nendpoints = [\"{}\"]\n",
+            a.endpoint(),
+            b.endpoint()
+        )))
+        .await;
+    // RFC 9112 3.2.2: the target's authority wins over the Host field, for
+    // routing and for what the upstream is told alike.
+    let (text, _) = support::raw(
+        w.addr("web"),
+        b"GET http://a.test/api/abs HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("x-up: a"), "{text}");
+    let body = &text[text.find("\r\n\r\n").expect("head") + 4..];
+    let e: serde_json::Value = serde_json::from_str(body).expect("echo");
+    assert_eq!(e["uri"], "/api/abs");
+    assert_eq!(seen(&e, "host"), ["a.test"]);
+    assert_eq!(seen(&e, "x-forwarded-host"), ["a.test"]);
+
+    // HTTP/2's `:authority` likewise, over a `host` field naming another.
+    let port = w.addr("web").port();
+    let req = Request::builder()
+        .uri(format!("http://a.test:{port}/api/h2"))
+        .header("host", format!("b.test:{port}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let reply = send_h2(w.addr("web"), req).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.header("x-up"), Some("a"));
+    let e = echo(&reply);
+    assert_eq!(seen(&e, "host"), [format!("a.test:{port}")]);
+    assert_eq!(seen(&e, "x-forwarded-host"), [format!("a.test:{port}")]);
+}
+
+#[tokio::test]
 async fn an_upstream_answer_reaches_an_h1_client_with_its_fields_once() {
     let up = Upstream::echo()
         .header("x-from-up", "yes")

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::uri::PathAndQuery;
+use http::uri::{Authority, PathAndQuery};
 use http::{Response, Version};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
@@ -126,12 +126,21 @@ pub async fn proxy<B: RequestBody>(
         .iter()
         .cloned()
         .collect();
-    let host = match host_field.or_else(|| parts.headers.get(header::HOST)) {
-        Some(host) => Some(host.clone()),
-        None => parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    // The host that routed the request is the one the upstream hears of: a
+    // target's authority (absolute form, or HTTP/2's and HTTP/3's
+    // `:authority`) replaces a Host field that says otherwise (RFC 9112
+    // 3.2.2).
+    let host = match parts.uri.authority() {
+        Some(authority) => {
+            let host = authority_host(authority);
+            if host.is_some() {
+                parts.headers.remove(header::HOST);
+            }
+            host
+        }
+        None => host_field
+            .or_else(|| parts.headers.get(header::HOST))
+            .cloned(),
     };
     forward::strip_hop_by_hop(&mut parts.headers, upgrade);
     let mut added = forward::Added::new();
@@ -322,6 +331,13 @@ pub async fn proxy<B: RequestBody>(
 
 /// The first region in priority order, other than `current`, with a
 /// healthy endpoint not in `tried`.
+/// A Host field's value for `authority`: host and port, without userinfo.
+fn authority_host(authority: &Authority) -> Option<HeaderValue> {
+    let text = authority.as_str();
+    let text = text.rsplit_once('@').map_or(text, |(_, host)| host);
+    HeaderValue::from_str(text).ok()
+}
+
 fn next_region<'a>(
     service: &'a Service,
     current: &super::Region,
