@@ -102,3 +102,43 @@ async fn tls_upstream_with_an_untrusted_certificate_is_refused() {
     assert_eq!(reply.status, 502);
     assert_eq!(reply.header("weir-error"), Some("upstream-connect-failed"));
 }
+
+#[tokio::test]
+async fn a_named_endpoint_is_verified_against_its_name() {
+    // No server_name: the certificate must name the host the endpoint
+    // names, not the address it resolved to.
+    let pki = pki(&[&["api.internal"]]);
+    let (cert, key, _) = &pki.leaves[0];
+    let addr = tls_upstream(cert, key).await;
+    let dns = support::dns::TestDns::start().await;
+    dns.set("api.internal", vec![addr.ip()], 30);
+    let w = weir()
+        .file("ca.pem", pki.ca_pem())
+        .start(&support::config(&format!(
+            r#"
+[dns]
+servers = ["{}"]
+
+[[routes]]
+path = "/"
+backends = [{{ service = "api" }}]
+
+[services.api]
+endpoints = ["api.internal:{}"]
+tls = {{ ca = "ca.pem" }}
+"#,
+            dns.server(),
+            addr.port()
+        )))
+        .await;
+    let mut reply = get(w.addr("web"), "/").await;
+    // The name resolves just after start.
+    for _ in 0..50 {
+        if reply.status != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        reply = get(w.addr("web"), "/").await;
+    }
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}

@@ -319,7 +319,6 @@ fn compile_service(
     previous: Previous<'_>,
 ) -> Result<Service, crate::upstream::client::ClientError> {
     let before = previous.service(name);
-    let tls = crate::upstream::client::tls_settings(service.tls.as_ref(), base)?;
     let regions: Vec<(&str, &Vec<String>)> = match (&service.endpoints, &service.regions) {
         (Some(endpoints), _) => vec![("default", endpoints)],
         (None, Some(regions)) => regions
@@ -328,6 +327,11 @@ fn compile_service(
             .collect(),
         (None, None) => Vec::new(),
     };
+    let configured: Vec<&str> = regions
+        .iter()
+        .flat_map(|(_, endpoints)| endpoints.iter().map(String::as_str))
+        .collect();
+    let tls = crate::upstream::client::tls_settings(service.tls.as_ref(), base, &configured)?;
     let pool = match before
         .filter(|b| tls.is_none() && b.scheme == "http" && b.protocol == service.protocol)
     {

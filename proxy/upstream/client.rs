@@ -189,16 +189,22 @@ pub enum ClientError {
     NoCa { path: String },
     #[error("server_name {name:?} is not a DNS name or IP address")]
     ServerName { name: String },
+    #[error(
+        "the endpoints name several hosts ({hosts}): set tls.server_name to the name their certificates carry"
+    )]
+    SeveralHosts { hosts: String },
     #[error("no system root certificates found")]
     NoSystemRoots,
     #[error(transparent)]
     Tls(#[from] rustls::Error),
 }
 
-/// The TLS side of a service: `None` for plain HTTP.
+/// The TLS side of a service whose configured endpoints are `endpoints`:
+/// `None` for plain HTTP.
 pub fn tls_settings(
     tls: Option<&UpstreamTls>,
     base: &Path,
+    endpoints: &[&str],
 ) -> Result<Option<TlsSettings>, ClientError> {
     let (ca, server_name) = match tls {
         None | Some(UpstreamTls::Enabled(false)) => return Ok(None),
@@ -213,6 +219,12 @@ pub fn tls_settings(
             };
             (options.ca.as_ref(), name)
         }
+    };
+    // Without a server_name, the host the endpoints name is the one to
+    // verify: their resolved addresses are not what a certificate names.
+    let server_name = match server_name {
+        Some(name) => Some(name),
+        None => endpoint_host(endpoints)?,
     };
     let mut roots = RootCertStore::empty();
     match ca {
@@ -243,6 +255,30 @@ pub fn tls_settings(
         roots: Arc::new(roots),
         server_name,
     }))
+}
+
+/// The one host name among `endpoints` (`None` when they are all
+/// addresses); several names need a `server_name` to say which to verify.
+fn endpoint_host(endpoints: &[&str]) -> Result<Option<ServerName<'static>>, ClientError> {
+    let mut hosts: Vec<String> = endpoints
+        .iter()
+        .filter_map(|e| super::dns::Name::parse(e))
+        .map(|name| {
+            let host = name.host.strip_suffix('.').unwrap_or(&name.host);
+            host.to_ascii_lowercase()
+        })
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    match hosts.as_slice() {
+        [] => Ok(None),
+        [host] => ServerName::try_from(host.clone())
+            .map(Some)
+            .map_err(|_| ClientError::ServerName { name: host.clone() }),
+        _ => Err(ClientError::SeveralHosts {
+            hosts: hosts.join(", "),
+        }),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -293,4 +329,26 @@ pub fn pool(protocol: Protocol, tls: Option<&TlsSettings>) -> Result<Pool, Clien
     Ok(Pool::General(Box::new(
         client.build(MarkConnects { inner: connector }),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoints_one_host_is_the_name_verified() {
+        let name = |endpoints: &[&str]| {
+            endpoint_host(endpoints).map(|n| n.map(|n| n.to_str().into_owned()))
+        };
+        assert_eq!(name(&["127.0.0.1:443", "[::1]:443"]).ok(), Some(None));
+        assert_eq!(name(&[]).ok(), Some(None));
+        assert_eq!(
+            name(&["API.internal:443", "api.internal.:8443", "10.0.0.1:443"]).ok(),
+            Some(Some("api.internal".to_owned()))
+        );
+        assert!(matches!(
+            endpoint_host(&["a.internal:443", "b.internal:443"]),
+            Err(ClientError::SeveralHosts { .. })
+        ));
+    }
 }
