@@ -18,6 +18,7 @@ fn route(i: usize, host: Option<String>, prefix: String) -> Route {
         split: Split::default(),
         rollout: None,
         options: Default::default(),
+        refused: Default::default(),
     }
 }
 

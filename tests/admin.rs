@@ -92,6 +92,50 @@ async fn metrics_count_requests_by_route_backend_and_class() {
     assert!(!text.contains("/missing"), "raw paths never become labels");
 }
 
+#[tokio::test]
+async fn requests_answered_without_a_backend_are_counted_too() {
+    let w = weir()
+        .file("s/a.txt", "a")
+        .start(&config(&format!(
+            "[[routes]]\nname = \"limited\"\nhost = \"limited.test\"\npath = \"/\"\n\
+             backends = [{{ site = \"s\" }}]\nrate_limit = {{ per_ip = \"1/min\", burst = 1 }}\n\n\
+             [[routes]]\nname = \"down\"\nhost = \"down.test\"\npath = \"/\"\n\
+             backends = [{{ service = \"dead\" }}]\n\n\
+             [services.dead]\nendpoints = [\"{}\"]\n\
+             health = {{ path = \"/h\", interval = \"100ms\", timeout = \"100ms\", unhealthy = 1 }}\n\n\
+             [sites.s]\nroot = \"s\"\n",
+            support::upstream::dead_endpoint()
+        )))
+        .await;
+    let web = w.addr("web");
+    let at = |host: &'static str| request("GET", "/a.txt", &[("host", host)]);
+    assert_eq!(send(web, at("limited.test")).await.status, 200);
+    assert_eq!(send(web, at("limited.test")).await.status, 429);
+    // The dead endpoint's first failed check takes its service's weight.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            send(web, at("down.test")).await.status == 503
+        })
+        .await,
+        "no 503 from a route whose one backend is down"
+    );
+    assert_eq!(send(web, at("nowhere.test")).await.status, 404);
+    for line in [
+        r#"weir_requests_total{route="limited",backend="s",code_class="2xx"} 1"#,
+        r#"weir_requests_total{route="limited",backend="",code_class="4xx"} 1"#,
+        r#"weir_requests_total{route="down",backend="",code_class="5xx"}"#,
+        r#"weir_requests_total{route="",backend="",code_class="4xx"} 1"#,
+    ] {
+        assert!(metrics_show(&w, line).await, "missing {line}");
+    }
+    // A route that refuses nothing has no refusal series.
+    let text = get(w.admin, "/metrics").await.text();
+    assert!(
+        !text.contains(r#"route="limited",backend="",code_class="5xx""#),
+        "{text}"
+    );
+}
+
 /// Whether `/metrics` shows `line` within a few seconds.
 async fn metrics_show(w: &support::Weir, line: &str) -> bool {
     eventually(Duration::from_secs(3), || async {

@@ -118,6 +118,7 @@ pub fn compile(
                 .unwrap_or_else(|| Arc::new(RateLimiter::new(limit)))
         });
         routes.push(router::Route {
+            refused: metrics.refused(&name),
             name,
             host: HostMatch::parse(route.host.as_deref()),
             prefix: route.path.clone(),

@@ -17,6 +17,7 @@ use super::conn::InFlight;
 use crate::balancer::Backend;
 use crate::router::Route;
 use crate::telemetry::access::Entry;
+use crate::telemetry::metrics::Refused;
 
 /// Access-log fields captured from the request, only when the log is on.
 #[derive(Debug)]
@@ -35,14 +36,18 @@ pub struct LogFields {
 /// answers it (`usize::MAX` when none does: rate limited, no backend).
 pub type Picked = (Arc<Route>, usize);
 
-/// Counts a request under its backend and in its route's rollout window
-/// (which keeps only `to`'s); the backend, if one answered.
+/// Counts a request under its backend (or, answered by its route itself,
+/// under the route's refusals) and in its route's rollout window (which
+/// keeps only `to`'s); the backend, if one answered.
 fn count(picked: Option<&Picked>, status: u16, elapsed: Duration) -> Option<&Backend> {
     let (route, i) = picked?;
     if let Some(rollout) = &route.rollout {
         rollout.record(*i, status, elapsed);
     }
-    let backend = route.split.backends().get(*i)?;
+    let Some(backend) = route.split.backends().get(*i) else {
+        route.refused.observe(status);
+        return None;
+    };
     backend.metrics.observe(status, elapsed.as_secs_f64());
     Some(backend)
 }
@@ -61,6 +66,8 @@ pub struct Finish {
     pub upstream: Option<crate::upstream::proxy::Upstream>,
     /// `weir_response_bytes_total` of this response's encoding.
     pub bytes_sent: prometheus_client::metrics::counter::Counter,
+    /// Where a request no route took is counted.
+    pub unrouted: Option<Arc<Refused>>,
 }
 
 impl LogFields {
@@ -169,6 +176,9 @@ impl Finish {
     fn record(self, bytes: u64) {
         let elapsed = self.started.elapsed();
         let backend = count(self.route.as_ref(), self.status, elapsed);
+        if let Some(unrouted) = &self.unrouted {
+            unrouted.observe(self.status);
+        }
         self.bytes_sent.inc_by(bytes);
         let Some(log) = self.log else { return };
         let endpoint = self.upstream.as_ref().map(|u| u.endpoint.to_string());

@@ -131,6 +131,7 @@ pub async fn handle<B: RequestBody>(
     let finish = Finish {
         upstream,
         bytes_sent: app.metrics.bytes_sent(encoding),
+        unrouted: route.is_none().then(|| app.metrics.unrouted().clone()),
         started,
         status: response.status().as_u16(),
         conn,

@@ -27,6 +27,8 @@ pub struct Route {
     pub options: Options,
     /// `[routes.rollout]`: moves the split's weights over time.
     pub rollout: Option<crate::balancer::rollout::Rollout>,
+    /// Counts the requests this route answers itself (429, 503).
+    pub refused: crate::telemetry::metrics::Refused,
 }
 
 /// What a route sets for requests proxied to services.
@@ -152,6 +154,7 @@ mod tests {
             split: Split::default(),
             options: Options::default(),
             rollout: None,
+            refused: Default::default(),
         }
     }
 

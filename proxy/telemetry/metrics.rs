@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -93,6 +94,8 @@ pub struct Metrics {
     tls_handshakes: Family<HandshakeLabels, Counter>,
     active_region: Family<RegionLabels, Gauge>,
     rollout_step: Family<RouteLabels, Gauge>,
+    /// Requests no route took (404, redirects to HTTPS, refused bodies).
+    unrouted: Arc<Refused>,
 }
 
 /// Content encodings counted by `weir_response_bytes_total`.
@@ -114,11 +117,13 @@ impl Metrics {
             tls_handshakes: Family::default(),
             active_region: Family::default(),
             rollout_step: Family::default(),
+            unrouted: Arc::default(),
         };
         let bytes: Family<EncodingLabels, Counter> = Family::default();
         let metrics = Metrics {
             response_bytes: ENCODINGS
                 .map(|encoding| bytes.get_or_create(&EncodingLabels { encoding }).clone()),
+            unrouted: Arc::new(metrics.refused("")),
             ..metrics
         };
         registry.register(
@@ -177,6 +182,20 @@ impl Metrics {
             metrics.config_reloads.clone(),
         );
         metrics
+    }
+
+    /// Counts the requests no route took.
+    pub fn unrouted(&self) -> &Arc<Refused> {
+        &self.unrouted
+    }
+
+    /// The refusals of route `route` ("": of requests no route took).
+    pub fn refused(&self, route: &str) -> Refused {
+        Refused {
+            route: route.to_owned(),
+            family: self.requests.clone(),
+            counters: Default::default(),
+        }
     }
 
     /// Handles for one backend of one route, resolved once per snapshot.
@@ -305,6 +324,39 @@ impl Metrics {
     }
 }
 
+/// `weir_requests_total` of the requests answered without a backend: a
+/// route's own refusals (rate limited, no backend up) and, under route
+/// "", requests no route took. A series is made when first counted, so
+/// that routes that never refuse add none.
+#[derive(Debug, Default)]
+pub struct Refused {
+    route: String,
+    family: Family<RequestLabels, Counter>,
+    counters: [OnceLock<Counter>; 5],
+}
+
+impl Refused {
+    pub fn observe(&self, status: u16) {
+        let class = code_class(status);
+        self.counters[class]
+            .get_or_init(|| {
+                self.family
+                    .get_or_create(&RequestLabels {
+                        route: self.route.clone(),
+                        backend: String::new(),
+                        code_class: CODE_CLASSES[class],
+                    })
+                    .clone()
+            })
+            .inc();
+    }
+}
+
+/// The index of `status`'s class in [`CODE_CLASSES`].
+fn code_class(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
 /// Pre-resolved metric handles of one route/backend pair.
 #[derive(Debug, Clone)]
 pub struct BackendMetrics {
@@ -314,8 +366,7 @@ pub struct BackendMetrics {
 
 impl BackendMetrics {
     pub fn observe(&self, status: u16, seconds: f64) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.requests[class].inc();
+        self.requests[code_class(status)].inc();
         self.duration.observe(seconds);
     }
 }
