@@ -336,3 +336,43 @@ async fn head_has_get_headers_and_no_body() {
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
 }
+
+#[tokio::test]
+async fn a_path_with_dot_segments_is_refused_before_routing() {
+    // `/private/` is a route of its own; spelled with dot segments, its
+    // path must not reach the catch-all's upstream, which may resolve it.
+    let up = support::upstream::Upstream::echo().start().await;
+    let w = sites()
+        .start(&config(&format!(
+            "[[routes]]\npath = \"/\"\nbackends = [{{ service = \"app\" }}]\n\n\
+             [[routes]]\npath = \"/private/\"\nstrip_prefix = true\nbackends = [{{ site = \"b\" }}]\n\n\
+             [services.app]\nendpoints = [\"{}\"]\n\n{}",
+            up.endpoint(),
+            site_tables()
+        )))
+        .await;
+    let web = w.addr("web");
+    for path in [
+        "/x/../private/id.txt",
+        "/x/%2e%2e/private/id.txt",
+        "/x/.%2E/private/id.txt",
+        "/x/..%2fprivate/id.txt",
+        "/./private/id.txt",
+    ] {
+        let reply = get(web, path).await;
+        assert_eq!(reply.status, 400, "{path}: {}", reply.text());
+        assert_eq!(reply.header("weir-error"), Some("bad-request"), "{path}");
+    }
+    let (response, _) = support::raw(
+        web,
+        b"GET /x/../private/id.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(up.stats.paths().is_empty(), "{:?}", up.stats.paths());
+    // Dots inside names are no segments of their own.
+    assert_eq!(get(web, "/a..b/x.y").await.status, 200);
+    assert_eq!(get(web, "/private/id.txt").await.text(), "b");
+    assert_eq!(up.stats.paths(), ["/a..b/x.y"]);
+}

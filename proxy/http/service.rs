@@ -179,6 +179,12 @@ async fn dispatch<B: RequestBody>(
         );
     }
     let path = req.uri.path();
+    // A dot segment would choose a route by how the path is written, and
+    // could mean another path upstream: clients resolve them before
+    // sending, so one that did not is refused rather than guessed at.
+    if router::path::has_dot_segment(path) {
+        return (Reject::BadRequest.response(), None);
+    }
     let Some(route) = snapshot
         .router
         .find(&conn.listener, host.unwrap_or(""), path)

@@ -19,9 +19,91 @@ pub fn strip<'a>(prefix: &str, path: &'a str) -> std::borrow::Cow<'a, str> {
     }
 }
 
+/// Whether `path` has a `.` or `..` segment, with its dots or slashes
+/// maybe percent-encoded (`%2e`, `%2f`) and `\` (or `%5c`) taken for a
+/// slash as some servers take it. Such a path would be routed as written
+/// and could mean another path to an upstream that resolves it.
+pub fn has_dot_segment(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if !bytes.iter().any(|&b| b == b'.' || b == b'%') {
+        return false;
+    }
+    // Dots in the current segment, and whether it holds anything else.
+    let (mut dots, mut other) = (0usize, false);
+    let mut i = 0;
+    while i <= bytes.len() {
+        let byte = match bytes.get(i) {
+            None => b'/',
+            Some(b'%') => match bytes.get(i + 1..i + 3).and_then(unhex) {
+                Some(decoded) => {
+                    i += 2;
+                    decoded
+                }
+                None => b'%',
+            },
+            Some(&b) => b,
+        };
+        i += 1;
+        match byte {
+            b'/' | b'\\' => {
+                if !other && (dots == 1 || dots == 2) {
+                    return true;
+                }
+                (dots, other) = (0, false);
+            }
+            b'.' => dots += 1,
+            _ => other = true,
+        }
+    }
+    false
+}
+
+fn unhex(pair: &[u8]) -> Option<u8> {
+    let digit = |b: u8| (b as char).to_digit(16);
+    Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_in_any_spelling() {
+        for path in [
+            "/.",
+            "/..",
+            "/a/./b",
+            "/a/../b",
+            "/a/..",
+            "/%2e%2E/x",
+            "/a/%2e/b",
+            "/a/.%2e/b",
+            "/a/..%2fb",
+            "/a/..%2Fb",
+            "/a/..\\b",
+            "/a/..%5cb",
+            "/a\\..\\b",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/a/b",
+            "/.well-known/acme-challenge/x",
+            "/a/.env",
+            "/a/.../b",
+            "/a/..b/c",
+            "/a/b..",
+            "/v1.2/x",
+            "/group%2Fproject",
+            "/50%",
+            "/%2",
+            "/%zz/..x",
+            "/%2e%2e%2e",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
+    }
 
     #[test]
     fn segment_boundaries() {
