@@ -359,3 +359,52 @@ endpoints = ["{}"]
     assert!(all.iter().any(|(_, u)| u.as_deref() == Some("primary")));
     assert!(all.iter().any(|(_, u)| u.as_deref() == Some("secondary")));
 }
+
+/// Two GETs fail on the service's only endpoint (the client sees each:
+/// there is no other endpoint to retry on); after that the circuit is
+/// open: 503 `no-healthy-backend` with a `Retry-After`, and the endpoint
+/// is not reached again.
+async fn circuit_opens_on(endpoint: &str, failures: impl Fn() -> usize) {
+    let config = support::config(&format!(
+        r#"
+[[routes]]
+path = "/"
+backends = [{{ service = "api" }}]
+
+[services.api]
+endpoints = ["{endpoint}"]
+outlier = {{ consecutive_failures = 2, max_ejected = 1.0, eject_for = "30s" }}
+"#
+    ));
+    let w = weir().start(&config).await;
+    let web = w.addr("web");
+    for i in 0..2 {
+        let reply = get(web, "/").await;
+        assert_eq!(reply.status, 502, "failure {i}: {reply:?}");
+    }
+    assert_eq!(failures(), 2, "the endpoint was not reached twice");
+    for _ in 0..3 {
+        let reply = get(web, "/").await;
+        assert_eq!(reply.status, 503, "the circuit is not open: {reply:?}");
+        assert_eq!(reply.header("weir-error"), Some("no-healthy-backend"));
+        let retry_after: u64 = reply
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("Retry-After in seconds: {reply:?}"));
+        assert!(retry_after >= 1, "{reply:?}");
+    }
+    assert_eq!(failures(), 2, "an open circuit still sent requests");
+}
+
+#[tokio::test]
+async fn a_lone_endpoint_that_keeps_failing_opens_the_circuit_503() {
+    // Answering 502 itself (a gateway error counts as a failure)...
+    let answers_502 = support::upstream::Upstream::named("bad")
+        .status(502)
+        .start()
+        .await;
+    circuit_opens_on(&answers_502.endpoint(), || answers_502.stats.requests()).await;
+    // ...or closing every connection without a word.
+    let (closes, accepted) = resetter().await;
+    circuit_opens_on(&closes.to_string(), || accepted.load(Ordering::SeqCst)).await;
+}

@@ -662,6 +662,102 @@ async fn a_shorter_timeout_holds_on_a_connection_a_longer_one_used() {
     );
 }
 
+/// Routes `/api/` to `endpoints` with these route keys; one GET per
+/// endpoint (round robin starts each on a different one), each timed.
+async fn timed_gets(endpoints: &[String], route: &str) -> Vec<(Reply, Duration)> {
+    let w = start(endpoints, route, "").await;
+    let mut replies = Vec::new();
+    for i in 0..endpoints.len() {
+        let started = Instant::now();
+        let reply = get(w.addr("web"), &format!("/api/{i}")).await;
+        replies.push((reply, started.elapsed()));
+    }
+    replies
+}
+
+#[tokio::test]
+async fn try_timeout_gives_up_on_a_slow_endpoint_and_retries_a_fast_one() {
+    let slow = Upstream::named("slow").slow(5_000).start().await;
+    let fast = Upstream::named("fast").start().await;
+    let replies = timed_gets(
+        &[slow.endpoint(), fast.endpoint()],
+        "try_timeout = \"300ms\"\ntimeout = \"3s\"\nretries = 1",
+    )
+    .await;
+    for (reply, took) in &replies {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(echo(reply)["upstream"], "fast");
+        // 300 ms on the slow one, then the fast one: far below the 3 s
+        // route timeout the slow attempt would run into without try_timeout.
+        assert!(
+            *took < Duration::from_millis(2_500),
+            "answered after {took:?}"
+        );
+    }
+    assert_eq!(slow.stats.requests(), 1, "the slow endpoint was tried once");
+}
+
+#[tokio::test]
+async fn retries_after_a_timeout_end_at_the_route_timeout() {
+    let a = Upstream::named("a").slow(5_000).start().await;
+    let b = Upstream::named("b").slow(5_000).start().await;
+    let w = start(
+        &[a.endpoint(), b.endpoint()],
+        "timeout = \"500ms\"\nretries = 1",
+        "",
+    )
+    .await;
+    let started = Instant::now();
+    let reply = get(w.addr("web"), "/api/x").await;
+    let took = started.elapsed();
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.header("weir-error"), Some("upstream-timeout"));
+    assert!(
+        took < Duration::from_millis(2_500),
+        "answered after {took:?}"
+    );
+    let attempts = a.stats.requests() + b.stats.requests();
+    assert_eq!(attempts, 1, "no retry starts once the route timeout passed");
+}
+
+#[tokio::test]
+async fn the_route_timeout_bounds_every_retry_together() {
+    // Up to four attempts of 800 ms each would take 3.2 s; the route's
+    // 1 s ends the second one, and no third is made.
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        slow.push(Upstream::named("slow").slow(5_000).start().await);
+    }
+    let endpoints: Vec<String> = slow.iter().map(Upstream::endpoint).collect();
+    let w = start(
+        &endpoints,
+        "timeout = \"1s\"\ntry_timeout = \"800ms\"\nretries = 3",
+        "",
+    )
+    .await;
+    let started = Instant::now();
+    let reply = get(w.addr("web"), "/api/x").await;
+    let took = started.elapsed();
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.header("weir-error"), Some("upstream-timeout"));
+    assert!(
+        took < Duration::from_millis(2_500),
+        "answered after {took:?}"
+    );
+    let attempts: usize = slow.iter().map(|u| u.stats.requests()).sum();
+    assert_eq!(attempts, 2, "attempts made within the 1 s route timeout");
+}
+
 #[tokio::test]
 async fn no_endpoint_is_503_with_retry_after() {
     // A name that never resolves (the DNS server does not exist) leaves the
@@ -1230,6 +1326,109 @@ async fn an_already_encoded_response_passes_untouched() {
     assert!(reply.body == encoded, "body untouched");
 }
 
+/// What a client accepting `br, gzip` gets through weir (default
+/// `[compression]`: br, zstd, gzip; `min_size` 1 KiB) from `upstream`.
+async fn fetched_accepting_br(upstream: support::upstream::Spec) -> Reply {
+    let up = upstream.start().await;
+    let w = start(&[up.endpoint()], "", "").await;
+    send(
+        w.addr("web"),
+        request("GET", "/api/x", &[("accept-encoding", "br, gzip")]),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn proxied_responses_that_must_not_be_compressed_pass_unchanged() {
+    let text = "weir passes this text through. ".repeat(700);
+    let plain = |body: &str| {
+        Upstream::echo()
+            .body(body.to_owned())
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("etag", "\"abc\"")
+    };
+    let range = format!("bytes 0-{}/{}", text.len() - 1, text.len() * 2);
+    let cases = [
+        ("below min_size", plain(&text[..500]), &text[..500]),
+        (
+            "no-transform",
+            plain(&text).header("cache-control", "public, no-transform"),
+            &text[..],
+        ),
+        (
+            "a range",
+            plain(&text).status(206).header("content-range", &range),
+            &text[..],
+        ),
+        (
+            "an image",
+            Upstream::echo()
+                .body(text.clone())
+                .header("content-type", "image/png")
+                .header("etag", "\"abc\""),
+            &text[..],
+        ),
+        (
+            "already encoded",
+            plain(&text).header("content-encoding", "gzip"),
+            &text[..],
+        ),
+    ];
+    for (case, upstream, body) in cases {
+        let sent_encoding = if case == "already encoded" {
+            Some("gzip")
+        } else {
+            None
+        };
+        let want_status = if case == "a range" { 206 } else { 200 };
+        let reply = fetched_accepting_br(upstream).await;
+        assert_eq!(reply.status, want_status, "{case}: {}", reply.text());
+        assert_eq!(
+            reply.header("content-encoding"),
+            sent_encoding,
+            "{case}: {:?}",
+            reply.headers
+        );
+        assert_eq!(
+            reply.header("etag"),
+            Some("\"abc\""),
+            "{case}: ETag kept strong"
+        );
+        assert!(reply.body == body.as_bytes(), "{case}: body changed");
+    }
+}
+
+#[tokio::test]
+async fn a_compressed_proxied_response_gets_a_weak_etag() {
+    let text = "weir compresses this text on the way. ".repeat(700);
+    let reply = fetched_accepting_br(
+        Upstream::echo()
+            .body(text.clone())
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("etag", "\"abc\""),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        reply.header("content-encoding"),
+        Some("br"),
+        "server preference among what the client accepts: {:?}",
+        reply.headers
+    );
+    assert_eq!(reply.header("etag"), Some("W/\"abc\""));
+    assert!(
+        reply.body.len() < text.len() / 4,
+        "compressed to {} bytes",
+        reply.body.len()
+    );
+    let mut decoded = Vec::new();
+    async_compression::tokio::bufread::BrotliDecoder::new(&reply.body[..])
+        .read_to_end(&mut decoded)
+        .await
+        .expect("valid brotli");
+    assert!(decoded == text.as_bytes(), "brotli decodes to the original");
+}
+
 // ---------------------------------------------------------------- rate limit
 
 #[tokio::test]
@@ -1419,6 +1618,58 @@ async fn metrics_count_upstream_attempts_by_outcome() {
     assert_eq!(ok, Some(served), "{attempts:#?}");
 }
 
+#[tokio::test]
+async fn metrics_count_timed_out_and_failed_attempts() {
+    let slow = Upstream::echo().slow(5_000).start().await;
+    let broken = Upstream::echo().reset().start().await;
+    let w = weir()
+        .start(&config(&format!(
+            "[[routes]]\npath = \"/slow/\"\ntimeout = \"300ms\"\nbackends = [{{ service = \"slow\" }}]\n\n\
+             [[routes]]\npath = \"/broken/\"\nbackends = [{{ service = \"broken\" }}]\n\n\
+             [services.slow]\nendpoints = [\"{}\"]\n\n\
+             [services.broken]\nendpoints = [\"{}\"]\n",
+            slow.endpoint(),
+            broken.endpoint()
+        )))
+        .await;
+    let timed_out = get(w.addr("web"), "/slow/x").await;
+    assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT);
+    // Reads the request, then resets the connection without an answer.
+    let failed = get(w.addr("web"), "/broken/x").await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(failed.header("weir-error"), Some("upstream-failed"));
+
+    let metrics = get(w.admin, "/metrics").await.text();
+    let attempts: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("weir_upstream_attempts_total"))
+        .collect();
+    let count = |service: &str, outcome: &str| {
+        sample(
+            &metrics,
+            &format!(
+                r#"weir_upstream_attempts_total{{service="{service}",region="default",outcome="{outcome}"}}"#
+            ),
+        )
+        .unwrap_or(0.0)
+    };
+    for (service, outcome, want) in [
+        ("slow", "timeout", 1.0),
+        ("slow", "error", 0.0),
+        ("slow", "ok", 0.0),
+        ("broken", "error", 1.0),
+        ("broken", "timeout", 0.0),
+        ("broken", "connect_error", 0.0),
+        ("broken", "ok", 0.0),
+    ] {
+        assert_eq!(
+            count(service, outcome),
+            want,
+            "{service} {outcome}: {attempts:#?}"
+        );
+    }
+}
+
 /// Access-log lines as (path, status).
 type Lines = std::sync::Arc<std::sync::Mutex<Vec<(String, u64)>>>;
 
@@ -1604,4 +1855,134 @@ async fn a_body_refused_mid_request_is_logged_with_the_status_sent() {
         .map(|(_, status)| *status)
         .collect();
     assert_eq!(statuses, [413], "one line, with the status the client got");
+}
+
+#[tokio::test]
+async fn an_h2_body_refused_mid_request_is_logged_with_the_status_sent() {
+    let (lines, _guard) = access_lines();
+    let up = Upstream::echo().slow(5_000).start().await;
+    let w = logging_proxy(&up.endpoint(), "[limits]\nmax_body_bytes = \"1KiB\"\n").await;
+    let stream = TcpStream::connect(w.addr("web")).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // No Content-Length: the size shows only as the body arrives.
+    let (tx, body) = channel_body(4);
+    let req = Request::post("http://x/api/big").body(body).unwrap();
+    tx.send(Bytes::from(vec![b'a'; 0x800])).await.unwrap();
+    let answer = timeout(support::STEP, sender.send_request(req))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let logged = support::eventually(support::STEP, || async {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(path, _)| path == "/api/big")
+    })
+    .await;
+    assert!(logged, "no line: {:?}", lines.lock().unwrap());
+    let statuses: Vec<u64> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| path == "/api/big")
+        .map(|(_, status)| *status)
+        .collect();
+    assert_eq!(statuses, [413], "one line, with the status the client got");
+}
+
+/// Access-log lines as weir's own JSON formatter writes them, emitted on
+/// this thread while the returned guard lives.
+fn access_json() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    tracing::subscriber::DefaultGuard,
+) {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = out.clone();
+    let layer = weir::telemetry::access::AccessLayer::new(move || Sink(sink.clone()));
+    let subscriber = tracing_subscriber::registry().with(layer);
+    (out, tracing::subscriber::set_default(subscriber))
+}
+
+/// The one logged line whose `path` is `path`, waiting for it.
+async fn logged(out: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>, path: &str) -> serde_json::Value {
+    let lines = || -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&out.lock().unwrap())
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .filter(|v: &serde_json::Value| v["path"] == path)
+            .collect()
+    };
+    support::eventually(support::STEP, || async { !lines().is_empty() }).await;
+    let mut found = lines();
+    assert_eq!(found.len(), 1, "lines for {path}: {found:?}");
+    found.remove(0)
+}
+
+#[tokio::test]
+async fn access_log_names_the_route_backend_region_and_endpoint_of_a_proxied_request() {
+    let (out, _guard) = access_json();
+    let up = Upstream::echo().status(201).start().await;
+    let w = weir()
+        .start(&format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\n\n\
+             [access_log]\nformat = \"json\"\n\n\
+             [[routes]]\nname = \"users-route\"\npath = \"/api/\"\nbackends = [{{ service = \"users\" }}]\n\n\
+             [services.users]\n[[services.users.regions]]\nname = \"eu-west-1\"\nendpoints = [\"{}\"]\n",
+            up.endpoint()
+        ))
+        .await;
+    let reply = send(
+        w.addr("web"),
+        request("GET", "/api/h1", &[("x-request-id", "log-test-1")]),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let line = logged(&out, "/api/h1").await;
+    let want = serde_json::json!({
+        "protocol": "h1",
+        "status": 201,
+        "route": "users-route",
+        "backend": "users",
+        "region": "eu-west-1",
+        "endpoint": up.endpoint(),
+        "upstream_status": 201,
+        "request_id": "log-test-1",
+    });
+    for (field, value) in want.as_object().unwrap() {
+        assert_eq!(&line[field], value, "{field} in {line}");
+    }
+
+    let reply = send_h2(
+        w.addr("web"),
+        Request::get("http://localhost/api/h2")
+            .body(Empty::<Bytes>::new())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let line = logged(&out, "/api/h2").await;
+    assert_eq!(line["protocol"], "h2", "{line}");
+    assert_eq!(line["route"], "users-route", "{line}");
+    assert_eq!(line["endpoint"], up.endpoint(), "{line}");
+    assert_eq!(line["upstream_status"], 201, "{line}");
+    let id = line["request_id"].as_str().unwrap_or("");
+    assert!(!id.is_empty(), "an id is made when none came: {line}");
 }

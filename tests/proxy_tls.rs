@@ -142,3 +142,51 @@ tls = {{ ca = "ca.pem" }}
     }
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
+
+#[tokio::test]
+async fn a_trusted_certificate_for_another_name_is_refused() {
+    // The CA is the one weir trusts; the certificate names other.internal.
+    let pki = pki(&[&["other.internal"]]);
+    let (cert, key, _) = &pki.leaves[0];
+    let addr = tls_upstream(cert, key).await;
+    let w = weir()
+        .file("ca.pem", pki.ca_pem())
+        .start(&config(addr, "auto"))
+        .await;
+    let reply = get(w.addr("web"), "/").await;
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.header("weir-error"), Some("upstream-connect-failed"));
+}
+
+#[tokio::test]
+async fn tls_true_trusts_the_system_roots_only() {
+    // A certificate valid for the endpoint's address, from a private CA.
+    let pki = pki(&[&["api.internal", "127.0.0.1"]]);
+    let (cert, key, _) = &pki.leaves[0];
+    let addr = tls_upstream(cert, key).await;
+    let with = |tls: &str| {
+        support::config(&format!(
+            r#"
+[[routes]]
+path = "/"
+backends = [{{ service = "api" }}]
+
+[services.api]
+endpoints = ["{addr}"]
+tls = {tls}
+"#
+        ))
+    };
+    // Control: trusting the private CA, the same upstream is fine.
+    let trusting = weir()
+        .file("ca.pem", pki.ca_pem())
+        .start(&with(r#"{ ca = "ca.pem" }"#))
+        .await;
+    let reply = get(trusting.addr("web"), "/").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let system = weir().start(&with("true")).await;
+    let reply = get(system.addr("web"), "/").await;
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.header("weir-error"), Some("upstream-connect-failed"));
+}

@@ -421,3 +421,54 @@ async fn a_tls_client_that_closes_while_its_request_waits_ends_the_upstream_requ
         .expect("weir closes the upstream connection when its TLS client goes")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_request_from_a_tls_listener_reaches_the_upstream_as_https() {
+    let pki = pki(&[&["localhost"]]);
+    let up = support::upstream::Upstream::echo().start().await;
+    let w = start_full(
+        &pki,
+        "",
+        &format!(
+            "[[routes]]\npath = \"/api/\"\nbackends = [{{ service = \"api\" }}]\n\n\
+             [services.api]\nendpoints = [\"{}\"]\n",
+            up.endpoint()
+        ),
+    )
+    .await;
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let name = String::from_utf8_lossy(alpn);
+        let (stream, _) = handshake(w.addr("tls"), &connector(&pki.ca, &[alpn]), "localhost").await;
+        // A client's own claim is replaced, never passed on.
+        let req = http::Request::get("https://localhost/api/x")
+            .header("host", "localhost")
+            .header("x-forwarded-proto", "http")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let reply = if alpn == b"h2" {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            sender.send_request(req).await.unwrap()
+        } else {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            sender.send_request(req).await.unwrap()
+        };
+        assert_eq!(reply.status(), 200, "{name}");
+        let body = reply.into_body().collect().await.unwrap().to_bytes();
+        let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let proto: Vec<&str> = echo["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|pair| pair[0] == "x-forwarded-proto")
+            .map(|pair| pair[1].as_str().unwrap())
+            .collect();
+        assert_eq!(proto, ["https"], "{name}: {echo}");
+    }
+}
