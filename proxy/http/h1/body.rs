@@ -455,6 +455,9 @@ impl Drop for BodySender {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

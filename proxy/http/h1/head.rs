@@ -241,6 +241,9 @@ fn parse_str(raw: &str) -> Result<Option<Head>, HeadError> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -15,6 +15,9 @@ pub mod encode;
 pub mod head;
 pub mod upgrade;
 
+#[cfg(test)]
+mod arrival;
+
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
