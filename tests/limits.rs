@@ -265,3 +265,142 @@ async fn max_connections_holds_extra_connections_back() {
         .unwrap();
     assert_eq!(status, 200, "served once the slot was freed");
 }
+
+// ------------------------------------------------- HTTP/2 bodies, no length
+
+/// weir with `max_body_bytes = 1KiB` in front of an echo upstream at
+/// `/api/`, on a plain listener `web` and a TLS one `tls` (ALPN h2).
+async fn h2_body_proxy(up: &support::upstream::Upstream, pki: &support::pki::Pki) -> support::Weir {
+    let (cert, key, _) = &pki.leaves[0];
+    weir()
+        .file("cert.pem", cert)
+        .file("key.pem", key)
+        .start(&config(&format!(
+            "[[listeners]]\nname = \"tls\"\nbind = [\"127.0.0.1:0\"]\n[listeners.tls]\ncerts = [{{ cert = \"cert.pem\", key = \"key.pem\" }}]\n\n[limits]\nmax_body_bytes = \"1KiB\"\n\n[[routes]]\npath = \"/api/\"\nbackends = [{{ service = \"api\" }}]\n\n[services.api]\nendpoints = [\"{}\"]\n",
+            up.endpoint()
+        )))
+        .await
+}
+
+/// An HTTP/2 connection to `addr`: h2c with prior knowledge, or TLS with
+/// ALPN h2 verified against `ca`.
+async fn h2_sender(
+    addr: std::net::SocketAddr,
+    ca: Option<&rustls::pki_types::CertificateDer<'static>>,
+) -> hyper::client::conn::http2::SendRequest<support::upstream::ChannelBody> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let Some(ca) = ca else {
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .expect("h2c handshake");
+        tokio::spawn(conn);
+        return sender;
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("CA");
+    let mut tls = rustls::ClientConfig::builder_with_provider(weir::tls::certs::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// POSTs `pieces` x `piece` bytes over HTTP/2 without a Content-Length,
+/// one DATA frame per piece; returns the status and `weir-error`.
+async fn h2_post_in_pieces(
+    sender: &mut hyper::client::conn::http2::SendRequest<support::upstream::ChannelBody>,
+    scheme: &str,
+    pieces: usize,
+    piece: usize,
+) -> (http::StatusCode, Option<String>) {
+    let (tx, body) = support::upstream::channel_body(1);
+    let req = http::Request::post(format!("{scheme}://localhost/api/upload"))
+        .body(body)
+        .expect("request");
+    let feed = tokio::spawn(async move {
+        for _ in 0..pieces {
+            // Weir may refuse (and the stream end) before every piece is
+            // taken: the client stops sending then.
+            if tx
+                .send(bytes::Bytes::from(vec![b'x'; piece]))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    let response = tokio::time::timeout(support::STEP, sender.send_request(req))
+        .await
+        .expect("answer in time")
+        .expect("response");
+    let status = response.status();
+    let reason = response
+        .headers()
+        .get("weir-error")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let _ = tokio::time::timeout(
+        support::STEP,
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await;
+    feed.abort();
+    (status, reason)
+}
+
+#[tokio::test]
+async fn h2_body_over_the_limit_without_length_gets_413() {
+    let up = support::upstream::Upstream::echo().start().await;
+    let pki = support::pki::pki(&[&["localhost"]]);
+    let w = h2_body_proxy(&up, &pki).await;
+    for (listener, scheme, ca) in [("web", "http", None), ("tls", "https", Some(&pki.ca))] {
+        let before = up.stats.body_bytes();
+        let mut sender = h2_sender(w.addr(listener), ca).await;
+        let (status, reason) = h2_post_in_pieces(&mut sender, scheme, 4, 1024).await;
+        assert_eq!(status, 413, "{listener}");
+        assert_eq!(reason.as_deref(), Some("body-too-large"), "{listener}");
+        let forwarded = up.stats.body_bytes() - before;
+        assert!(
+            forwarded <= 1024,
+            "{listener}: the upstream got {forwarded} body bytes, over max_body_bytes"
+        );
+        // The connection still serves.
+        let (status, _) = h2_post_in_pieces(&mut sender, scheme, 2, 100).await;
+        assert_eq!(
+            status, 200,
+            "{listener}: the next request on the connection"
+        );
+    }
+}
+
+#[tokio::test]
+async fn h2_body_within_the_limit_without_length_passes() {
+    let up = support::upstream::Upstream::echo().start().await;
+    let pki = support::pki::pki(&[&["localhost"]]);
+    let w = h2_body_proxy(&up, &pki).await;
+    for (listener, scheme, ca) in [("web", "http", None), ("tls", "https", Some(&pki.ca))] {
+        let before = up.stats.body_bytes();
+        let mut sender = h2_sender(w.addr(listener), ca).await;
+        // Exactly max_body_bytes, in pieces.
+        let (status, reason) = h2_post_in_pieces(&mut sender, scheme, 4, 256).await;
+        assert_eq!(status, 200, "{listener}: {reason:?}");
+        assert_eq!(up.stats.body_bytes() - before, 1024, "{listener}");
+    }
+}

@@ -700,6 +700,54 @@ set = { "Cross-Origin-Embedder-Policy" = "require-corp" }
     }
 }
 
+#[tokio::test]
+async fn headers_file_in_the_root_is_not_served() {
+    let rules = "/*.js\n  X-Rule: applied\n";
+    let br = brotli_sidecar(rules.as_bytes()).await;
+    let gz = gzip_sidecar(rules.as_bytes()).await;
+    let w = weir()
+        .file("www/_headers", rules)
+        .file("www/_headers.br", &br)
+        .file("www/_headers.gz", &gz)
+        .file("www/app.js", "console.log(1)")
+        .start(&site_config(
+            "headers_file = \"_headers\"\nprecompressed = [\"br\", \"gzip\"]",
+            "",
+        ))
+        .await;
+    let addr = w.addr("web");
+
+    let js = get(addr, "/app.js").await;
+    assert_eq!(js.status, 200);
+    assert_eq!(js.header("x-rule"), Some("applied"), "the rules apply");
+
+    let compressed = [("accept-encoding", "br, gzip")];
+    for (method, path, headers) in [
+        ("GET", "/_headers", &[][..]),
+        ("GET", "/_headers?x", &[]),
+        ("HEAD", "/_headers", &[]),
+        ("GET", "/%5Fheaders", &[]),
+        ("GET", "/%5fheaders", &[]),
+        ("GET", "//_headers", &[]),
+        ("GET", "/_headers", &compressed),
+        ("HEAD", "/_headers", &compressed),
+        ("GET", "/_headers.br", &[]),
+        ("GET", "/_headers.gz", &[]),
+    ] {
+        let reply = send(addr, request(method, path, headers)).await;
+        assert_eq!(reply.status, 404, "{method} {path} {headers:?}");
+        assert_eq!(
+            reply.header("weir-error"),
+            Some("not-found"),
+            "{method} {path}"
+        );
+        assert!(
+            !reply.text().contains("X-Rule") && reply.body != br && reply.body != gz,
+            "{method} {path} {headers:?}: the rules leaked"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- isolation
 
 #[tokio::test]

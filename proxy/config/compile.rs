@@ -276,6 +276,11 @@ fn compile_site(
     let rules = Rules::compile(&site.headers, &file_rules).map_err(|e| e.join("; "))?;
     let coding = |e: &schema::Encoding| Coding::from_config(*e);
     let mut built = Site::new(name.to_owned(), root, site.spa);
+    if let Some(file) = &site.headers_file {
+        for candidate in headers_file_candidates(base, &built.root, file) {
+            built.hide_rules_file(&candidate);
+        }
+    }
     built.precompressed = site.precompressed.iter().map(coding).collect();
     built.compress = config.compression.algorithms.iter().map(coding).collect();
     built.min_size = config.compression.min_size.0;
@@ -307,9 +312,19 @@ pub fn headers_file(
     root: &std::path::Path,
     file: &std::path::Path,
 ) -> Option<std::path::PathBuf> {
-    [resolve(base, file), resolve(root, file)]
+    headers_file_candidates(base, root, file)
         .into_iter()
         .find(|candidate| candidate.is_file())
+}
+
+/// Where a site's `headers_file` may be, in the order looked at. Neither
+/// is served by the site, existing or not (`Site::hide_rules_file`).
+fn headers_file_candidates(
+    base: &std::path::Path,
+    root: &std::path::Path,
+    file: &std::path::Path,
+) -> [std::path::PathBuf; 2] {
+    [resolve(base, file), resolve(root, file)]
 }
 
 fn compile_service(

@@ -1,22 +1,28 @@
 //! One client connection: TLS if its listener has it, then HTTP/1.1 (weir's
 //! own, `http::h1`) or HTTP/2 (hyper), chosen by ALPN or, on plain TCP, by
 //! the preface, so h2c prior knowledge works. HTTP/2 connections get their
-//! idle timeout and graceful drain here.
+//! idle timeout, graceful drain and request body limit here.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use http_body_util::Either;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::body::Body;
+use super::body_limit::Limited;
+use super::error::Reject;
+use super::observe::{Observed, RefusedWith};
 use crate::app::App;
 use crate::drain::Drain;
 use crate::snapshot::Limits;
@@ -280,16 +286,13 @@ where
         info: info.clone(),
     });
     let service_info = info.clone();
+    let max_body = limits.max_body_bytes;
     let service = service_fn(move |req| {
         let app = app.clone();
         let info = service_info.clone();
         // Boxed per request: hyper keeps one slot for the service future
         // per connection, which an idle connection then need not hold.
-        Box::pin(async move {
-            let (mut parts, body) = req.into_parts();
-            let handled = super::service::handle(&mut parts, body, info, &app).await;
-            Ok::<_, Infallible>(handled.0)
-        })
+        Box::pin(async move { Ok::<_, Infallible>(answer_h2(req, info, &app, max_body).await) })
     });
     let max_header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -297,6 +300,45 @@ where
         .max_header_list_size(max_header_list)
         .serve_connection(io, service);
     drive(conn, |c| c.graceful_shutdown(), info, limits, drain).await;
+}
+
+/// An HTTP/2 response: the request's own, or the 413 the connection
+/// answered instead.
+type H2Response = http::Response<Either<Observed, Body>>;
+
+/// Answers one HTTP/2 request, its body held to `max_body` bytes as they
+/// arrive (a `Content-Length` over it is refused by `service`). A body
+/// that goes over before the answer gets 413, as on HTTP/1.1: the handler
+/// is dropped, and the upstream request with it, the upstream having had
+/// at most `max_body` bytes. hyper then ends the stream with
+/// `RST_STREAM(NO_ERROR)`, which tells the client to stop sending (RFC
+/// 9113 8.1). A body that goes over after the answer fails: the upstream
+/// request is cut and the client's response ends in a reset.
+async fn answer_h2(
+    req: http::Request<Incoming>,
+    info: Arc<ConnInfo>,
+    app: &App,
+    max_body: u64,
+) -> H2Response {
+    let (mut parts, body) = req.into_parts();
+    let (body, watch) = Limited::new(body, max_body);
+    let Some(watch) = watch else {
+        let (response, _) = super::service::handle(&mut parts, body, info, app).await;
+        return response.map(Either::Left);
+    };
+    let refused = RefusedWith::default();
+    parts.extensions.insert(refused.clone());
+    let mut handler = pin!(super::service::handle(&mut parts, body, info, app));
+    match watch.guard(handler.as_mut()).await {
+        Ok((response, _)) => response.map(Either::Left),
+        Err(e) => {
+            tracing::debug!(error = %e, "request body refused");
+            // Set before the handler is dropped, which logs the request
+            // with what its client got.
+            refused.set(Reject::BodyTooLarge.status());
+            Reject::BodyTooLarge.response().map(Either::Right)
+        }
+    }
 }
 
 /// Serves `conn` until it ends, starting a graceful close on drain or when

@@ -48,6 +48,8 @@ pub fn find(site: &Site, key: &SafePath) -> Result<Found, ResolveError> {
     }
     match resolve::locate(&site.root, key)? {
         Located::AddSlash(location) => Ok(Found::AddSlash(location)),
+        // By its real path: another name for it (a symlink) is refused too.
+        Located::File(path) if site.hidden.contains(&path) => Err(ResolveError::NotFound),
         Located::File(path) => load(site, key, path),
     }
 }

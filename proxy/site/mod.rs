@@ -10,11 +10,15 @@
 //!   `rules` and `netlify` (header rules from the config and `_headers`),
 //!   `conditional` (ETag, dates, ranges).
 //!
+//! A site's `headers_file`, when it lies under the root, is not served
+//! (404, as Netlify keeps `_headers` unpublished), nor are its
+//! precompressed sidecars.
+//!
 //! A directory is served through its `index.html`. Asked for without the
 //! trailing slash (`/docs`), it answers `308` with `Location: ./docs/`, so
 //! that the page's relative links resolve against the directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod body;
@@ -54,6 +58,9 @@ pub struct Site {
     /// Path prefixes cached for a year as immutable.
     pub immutable: Vec<String>,
     pub rules: rules::Rules,
+    /// Files under the root that are never served, canonical as
+    /// `resolve::locate` names them: the rules file and its sidecars.
+    pub hidden: Vec<PathBuf>,
     /// Shared with the same site of the next snapshot (`reload::carry`).
     pub cache: Arc<cache::FileCache>,
     /// A hash of everything configured for the site (rules included), so a
@@ -75,8 +82,30 @@ impl Site {
             cross_origin_isolated: false,
             immutable: Vec::new(),
             rules: rules::Rules::empty(),
+            hidden: Vec::new(),
             cache: Arc::new(cache::FileCache::new(cache::DEFAULT_CAPACITY)),
             identity: 0,
+        }
+    }
+
+    /// Never serves the rules file at `path` (one place `headers_file` may
+    /// be), nor its sidecars (`_headers.br`, ...), when they lie under the
+    /// root: they would publish the site's own configuration.
+    pub fn hide_rules_file(&mut self, path: &Path) {
+        let mut names = vec![path.as_os_str().to_owned()];
+        for coding in [Coding::Brotli, Coding::Zstd, Coding::Gzip] {
+            if let Some(suffix) = coding.sidecar_suffix() {
+                let mut name = path.as_os_str().to_owned();
+                name.push(suffix);
+                names.push(name);
+            }
+        }
+        for name in names {
+            if let Some(hidden) = resolve::canonical_under(&self.root, Path::new(&name))
+                && !self.hidden.contains(&hidden)
+            {
+                self.hidden.push(hidden);
+            }
         }
     }
 

@@ -10,6 +10,8 @@
 //!   canonicalizes the candidate and checks the result is still under the
 //!   root and still not hidden, which catches symlinks that point elsewhere.
 //!   A directory means its `index.html`; there are no directory listings.
+//!   (Files a site hides, such as its rules file, are refused by the
+//!   caller, which knows the site: see `load::find`.)
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -166,6 +168,19 @@ pub fn locate(root: &Path, path: &SafePath) -> Result<Located, ResolveError> {
         ))),
         _ => Ok(Located::File(index)),
     }
+}
+
+/// `file` as [`locate`] would name it (canonical, symlinks followed) when
+/// that is under `root`, which must be canonical. A file that does not
+/// exist (yet) is named through its parent directory. Blocking.
+pub fn canonical_under(root: &Path, file: &Path) -> Option<PathBuf> {
+    let canonical = match std::fs::canonicalize(file) {
+        Ok(canonical) => canonical,
+        Err(_) => std::fs::canonicalize(file.parent()?)
+            .ok()?
+            .join(file.file_name()?),
+    };
+    canonical.starts_with(root).then_some(canonical)
 }
 
 /// Decodes one raw segment, refusing what could act as a separator or a dot

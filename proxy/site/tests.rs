@@ -314,3 +314,35 @@ fn dates_out_of_httpdate_range_are_skipped() {
     assert!(http_date(far).is_none());
     assert!(http_date(UNIX_EPOCH).is_some());
 }
+
+#[tokio::test]
+async fn the_rules_file_and_its_sidecars_are_hidden_by_their_real_path() {
+    let f = fixture();
+    for name in ["_headers", "_headers.br", "_headers.gz"] {
+        fs::write(f.root.join(name), SECRET).expect("write");
+    }
+    symlink(f.root.join("_headers"), f.root.join("alias")).expect("symlink");
+    let mut site = Site::new("web".into(), f.root.clone(), false);
+    site.hide_rules_file(&f.root.join("_headers"));
+    // Not there when the config is compiled: hidden once it comes.
+    site.hide_rules_file(&f.root.join("sub/_later"));
+    // Outside the root: nothing the site could serve anyway.
+    site.hide_rules_file(&f.root.join("../x"));
+    assert_eq!(site.hidden.len(), 8, "{:?}", site.hidden);
+    let site = Arc::new(site);
+    fs::write(f.root.join("sub/_later"), SECRET).expect("write");
+    for path in [
+        "/_headers",
+        "/%5Fheaders",
+        "//_headers",
+        "/_headers.br",
+        "/_headers.gz",
+        "/alias",
+        "/sub/_later",
+    ] {
+        let reply = get(&site, path).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+        assert_ne!(reply.body.as_ref(), SECRET, "{path}");
+    }
+    assert_eq!(get(&site, "/app.js").await.status, StatusCode::OK);
+}

@@ -9,6 +9,8 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use http_body::{Frame, SizeHint};
 
+use crate::http::body_limit::{Allowance, TooLarge};
+
 /// The receiving half of a request stream.
 pub type RecvStream = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
 
@@ -19,8 +21,8 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error("request body over max_body_bytes ({limit})")]
-    TooLarge { limit: u64 },
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
     #[error("request stream: {0}")]
     Stream(#[from] h3::error::StreamError),
 }
@@ -38,8 +40,7 @@ pub struct RequestBody {
     state: State,
     /// What `new` read while looking for the end of the stream.
     first: Option<Result<Frame<Bytes>, BodyError>>,
-    received: u64,
-    limit: u64,
+    allowance: Allowance,
     content_length: Option<u64>,
 }
 
@@ -52,8 +53,7 @@ impl RequestBody {
             stream: Some(stream),
             state: State::Data,
             first: None,
-            received: 0,
-            limit,
+            allowance: Allowance::new(limit),
             content_length,
         };
         let mut cx = Context::from_waker(Waker::noop());
@@ -72,12 +72,9 @@ impl RequestBody {
                 State::Data => match ready!(stream.poll_recv_data(cx)) {
                     Ok(Some(mut chunk)) => {
                         let data = chunk.copy_to_bytes(chunk.remaining());
-                        self.received += data.len() as u64;
-                        if self.received > self.limit {
+                        if let Err(e) = self.allowance.take(data.len()) {
                             self.state = State::Done;
-                            return Poll::Ready(Some(Err(BodyError::TooLarge {
-                                limit: self.limit,
-                            })));
+                            return Poll::Ready(Some(Err(e.into())));
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
@@ -125,7 +122,7 @@ impl http_body::Body for RequestBody {
             return SizeHint::with_exact(0);
         }
         match self.content_length {
-            Some(len) => SizeHint::with_exact(len.saturating_sub(self.received)),
+            Some(len) => SizeHint::with_exact(len.saturating_sub(self.allowance.received())),
             None => SizeHint::default(),
         }
     }
