@@ -787,6 +787,10 @@ async fn ambiguous_or_bad_framing_is_400_and_closes_the_connection() {
             ),
         ),
         (
+            "HTTP/1.1 without Host (RFC 9112 3.2)",
+            format!("GET /api/probe HTTP/1.1\r\nX-Probe: 1\r\n\r\n{SMUGGLED}"),
+        ),
+        (
             "chunk data not followed by CRLF",
             format!(
                 "POST /api/probe HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n{SMUGGLED}"

@@ -106,6 +106,11 @@ pub fn parse(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Head>, HeadE
         }
     }
     let framing = facts.framing(version)?;
+    // An HTTP/1.1 request names its host (RFC 9112 3.2): one that does not
+    // could only be routed by a guess.
+    if version == Version::HTTP_11 && facts.hosts == 0 && uri.authority().is_none() {
+        return Err(HeadError::Malformed("no Host"));
+    }
     // An absolute-form target names the host; a Host field saying
     // otherwise is ignored (RFC 9112 3.2.2), so it goes upstream the same.
     if let Some(authority) = uri.authority()
@@ -256,19 +261,19 @@ mod tests {
         let ok = [
             ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", Framing::Empty),
             (
-                "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
                 Framing::Empty,
             ),
             (
-                "POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n",
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n",
                 Framing::Length(12),
             ),
             (
-                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
                 Framing::Length(5),
             ),
             (
-                "POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n",
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n",
                 Framing::Chunked,
             ),
         ];
@@ -276,21 +281,21 @@ mod tests {
             assert_eq!(framing(raw), Ok(want), "{raw:?}");
         }
         let refused = [
-            "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 0, 5\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0, 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-            "GET / HTTP/1.1\r\nX-Folded: a\r\n b\r\n\r\n",
-            "GET / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n",
             "GET / HTTP/9.9\r\n\r\n",
             "GARBAGE\r\n\r\n",
         ];
@@ -300,6 +305,24 @@ mod tests {
                 "{raw:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn http11_names_its_host() {
+        assert_eq!(
+            parse_str("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").err(),
+            Some(HeadError::Malformed("no Host"))
+        );
+        assert_eq!(
+            parse_str("OPTIONS * HTTP/1.1\r\n\r\n").err(),
+            Some(HeadError::Malformed("no Host"))
+        );
+        // In the target, or in HTTP/1.0 not at all.
+        let absolute = parse_str("GET http://a.test/ HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(absolute.parts.headers["host"], "a.test");
+        assert!(parse_str("GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
     }
 
     #[test]
@@ -332,22 +355,23 @@ mod tests {
         assert_eq!(head.parts.headers["host"], "x");
         assert_eq!(&buf[..], b"NEXT");
 
-        let closing = parse_str("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        let closing = parse_str("GET / HTTP/1.1\r\nConnection: close\r\nHost: a\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(!closing.keep_alive);
         let old = parse_str("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!old.keep_alive);
         let upgrade = parse_str(
-            "GET /ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
         )
         .unwrap()
         .unwrap();
         assert!(upgrade.upgrade && upgrade.keep_alive);
-        let expect =
-            parse_str("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
-                .unwrap()
-                .unwrap();
+        let expect = parse_str(
+            "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
         assert!(expect.expect_continue);
         let absolute = parse_str("GET http://example.com/x HTTP/1.1\r\n\r\n")
             .unwrap()
