@@ -315,6 +315,29 @@ async fn h3_body_over_the_limit_is_refused() {
 }
 
 #[tokio::test]
+async fn h3_body_over_the_limit_without_a_length_is_413_and_no_upstream_failure() {
+    let (pki, api, _grpc, w) = setup("[limits]\nmax_body_bytes = \"1KiB\"\n").await;
+    let client = connect(w.addr("tls"), &pki.ca).await;
+    let pieces = vec![Bytes::from(vec![b'x'; 1024]); 4];
+    let reply = client
+        .request("POST", "/api/upload", &[], Some(pieces))
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(api.stats.body_bytes() <= 1024, "{}", api.stats.body_bytes());
+    // The client's body was at fault: the upstream's attempt is no error.
+    let metrics = support::get(w.admin, "/metrics").await.text();
+    let failed = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("weir_upstream_attempts_total") && l.contains("outcome=\"error\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert_eq!(failed, 0, "{metrics}");
+    assert_eq!(client.get("/app.js").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn h3_concurrent_streams_on_one_connection() {
     let (pki, api, _grpc, w) = setup("").await;
     let client = Arc::new(connect(w.addr("tls"), &pki.ca).await);

@@ -283,9 +283,9 @@ pub async fn proxy<B: RequestBody>(
             }
             Err(e) if e.is_timeout() => Failure::Timeout,
             Err(e) => match classify(&e) {
-                Some(failure) => failure,
-                // The client's own body was malformed: its fault, not the upstream's.
-                None => return (Reject::BadRequest.response(), None),
+                Ok(failure) => failure,
+                // The client's own body failed: its fault, not the upstream's.
+                Err(reject) => return (reject.response(), None),
             },
         };
         if failure == Failure::Failed {
@@ -364,10 +364,49 @@ impl std::fmt::Display for ClientBodyError {
 
 impl std::error::Error for ClientBodyError {}
 
-/// Sorts a client error; `None` when the client's own body failed.
-fn classify(error: &super::client::SendError) -> Option<Failure> {
+impl ClientBodyError {
+    /// What its client is told: 413 for a body over `max_body_bytes`, 400
+    /// for any other failure of it.
+    fn reject(&self) -> Reject {
+        use crate::http::{body_limit, h1, h3};
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*self.0);
+        while let Some(e) = source {
+            let too_large = e.is::<body_limit::TooLarge>()
+                || matches!(
+                    e.downcast_ref::<h3::body::BodyError>(),
+                    Some(h3::body::BodyError::TooLarge(_))
+                )
+                || matches!(
+                    e.downcast_ref::<h1::body::BodyError>(),
+                    Some(h1::body::BodyError::TooLarge)
+                );
+            if too_large {
+                return Reject::BodyTooLarge;
+            }
+            source = inner(e);
+        }
+        Reject::BadRequest
+    }
+}
+
+/// The error `e` wraps. An io::Error's `source` is its inner error's
+/// source, skipping the inner error itself: this gives the inner one.
+fn inner<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match e.downcast_ref::<std::io::Error>() {
+        Some(io) => io
+            .get_ref()
+            .map(|inner| inner as &(dyn std::error::Error + 'static)),
+        None => e.source(),
+    }
+}
+
+/// Sorts a client error; `Err` with what to answer when the client's own
+/// body failed (no fault of the upstream's).
+fn classify(error: &super::client::SendError) -> Result<Failure, Reject> {
     if error.is_connect() {
-        return Some(Failure::Connect);
+        return Ok(Failure::Connect);
     }
     let mut stale = false;
     // The variants are transparent: start the walk at the wrapped error.
@@ -378,12 +417,6 @@ fn classify(error: &super::client::SendError) -> Option<Failure> {
     };
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.is::<ClientBodyError>())
-            {
-                return None;
-            }
             stale |= matches!(
                 io.kind(),
                 std::io::ErrorKind::ConnectionReset
@@ -394,12 +427,12 @@ fn classify(error: &super::client::SendError) -> Option<Failure> {
         if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
             stale |= hyper.is_incomplete_message() || hyper.is_canceled();
         }
-        if e.is::<ClientBodyError>() {
-            return None;
+        if let Some(client) = e.downcast_ref::<ClientBodyError>() {
+            return Err(client.reject());
         }
-        source = e.source();
+        source = inner(e);
     }
-    Some(if stale {
+    Ok(if stale {
         Failure::Stale
     } else {
         Failure::Failed
@@ -496,5 +529,52 @@ fn weaken_etag(headers: &mut HeaderMap) {
         if let Ok(weak) = HeaderValue::from_bytes(&weak) {
             headers.insert(header::ETAG, weak);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::client::SendError;
+    use crate::upstream::exchange::ExchangeError;
+    use crate::upstream::pool::SendError as Plain;
+
+    /// An upstream exchange that failed with `io`.
+    fn failed_with(io: std::io::Error) -> SendError {
+        SendError::Plain(Plain::Exchange(ExchangeError::Io(io)))
+    }
+
+    #[test]
+    fn a_client_body_error_is_no_upstream_failure_however_deep() {
+        let client = |e: BoxError| std::io::Error::other(ClientBodyError(e));
+        let gone = || client("client went away".into());
+        // As the request body hands it on, and as the exchange wraps it.
+        assert_eq!(classify(&failed_with(gone())), Err(Reject::BadRequest));
+        assert_eq!(
+            classify(&failed_with(std::io::Error::other(gone()))),
+            Err(Reject::BadRequest)
+        );
+        assert_eq!(
+            classify(&failed_with(std::io::Error::other(std::io::Error::other(
+                gone()
+            )))),
+            Err(Reject::BadRequest)
+        );
+        // A body over the limit is the client's too, and says so.
+        let over = crate::http::body_limit::TooLarge { limit: 1024 };
+        assert_eq!(
+            classify(&failed_with(std::io::Error::other(client(over.into())))),
+            Err(Reject::BodyTooLarge)
+        );
+        let h3_over = crate::http::h3::body::BodyError::TooLarge(over);
+        assert_eq!(
+            classify(&failed_with(std::io::Error::other(client(h3_over.into())))),
+            Err(Reject::BodyTooLarge)
+        );
+        // The upstream's own failures still count.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(classify(&failed_with(reset)), Ok(Failure::Stale));
+        let other = std::io::Error::other("upstream broke");
+        assert_eq!(classify(&failed_with(other)), Ok(Failure::Failed));
     }
 }
