@@ -106,10 +106,10 @@ pub struct Unanswered {
     pub route: Option<Picked>,
 }
 
-/// In the extensions of an HTTP/1.1 request with a body: the status the
-/// connection answered with itself when it refused the body (malformed,
-/// too large) and dropped the request's handler, so that the request is
-/// logged with what its client was told.
+/// In the extensions of an HTTP/1.1 or HTTP/2 request with a body: the
+/// status the connection answered with itself when it refused the body
+/// (malformed, too large) and dropped the request's handler, so that the
+/// request is logged with what its client was told.
 #[derive(Debug, Clone, Default)]
 pub struct RefusedWith(Arc<AtomicU16>);
 
