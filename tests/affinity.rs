@@ -1,7 +1,8 @@
 //! SPEC "Splitting, affinity, rollout" and "Details": the affinity cookie
 //! (HttpOnly, SameSite=Lax, Secure on TLS, Max-Age), signed so a forged one
 //! is ignored, bound to the backend name so it survives a reload, re-pinned
-//! when its backend goes to weight 0; `override_header` wins over it.
+//! when its backend goes to weight 0 or loses its last healthy endpoint;
+//! `override_header` wins over it.
 
 mod support;
 
@@ -277,4 +278,76 @@ async fn the_cookie_is_secure_on_tls() {
     );
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(named(set.split(';').next().unwrap()).as_bytes(), &body[..]);
+}
+
+/// Effective weight of `backend` on the first route in `/status`.
+async fn effective_weight(admin: SocketAddr, backend: &str) -> Option<u64> {
+    let status: serde_json::Value =
+        serde_json::from_slice(&get(admin, "/status").await.body).expect("status JSON");
+    status["routes"][0]["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["name"] == backend)?["effective_weight"]
+        .as_u64()
+}
+
+#[tokio::test]
+async fn a_pin_to_a_backend_without_a_healthy_endpoint_is_re_pinned() {
+    use std::sync::atomic::Ordering;
+
+    let a = support::toggle::up("a").await;
+    let b = support::toggle::up("b").await;
+    let check = r#"health = { path = "/health", interval = "100ms", timeout = "500ms", healthy = 1, unhealthy = 2 }"#;
+    let text = config(&format!(
+        "[[routes]]\nname = \"app\"\npath = \"/\"\nbackends = [{{ service = \"a\", weight = 50 }}, {{ service = \"b\", weight = 50 }}]\n{}\n\n\
+         [services.a]\nendpoints = [\"{}\"]\n{check}\n\n[services.b]\nendpoints = [\"{}\"]\n{check}\n",
+        affinity(),
+        a.addr,
+        b.addr
+    ));
+    let w = weir().start(&text).await;
+    let addr = w.addr("web");
+    let first = fetch(addr, &[]).await;
+    let cookie = pin(&first).expect("a first request is pinned");
+    let (from, to) = match named(&cookie) {
+        "a" => (&a, "b"),
+        _ => (&b, "a"),
+    };
+    assert_eq!(first.text(), named(&cookie));
+
+    // Only the checks fail: the pinned backend would still answer if asked.
+    from.healthy.store(false, Ordering::SeqCst);
+    let pinned = named(&cookie).to_owned();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            effective_weight(w.admin, &pinned).await == Some(0)
+        })
+        .await,
+        "{pinned} never lost its weight to failed checks"
+    );
+
+    let moved = fetch(addr, &[("cookie", &cookie)]).await;
+    assert_eq!(moved.text(), to, "the pin to a down backend was honoured");
+    let new = pin(&moved).expect("re-pinned with a new cookie");
+    assert_eq!(named(&new), to);
+    for _ in 0..10 {
+        let reply = fetch(addr, &[("cookie", &new)]).await;
+        assert_eq!(reply.text(), to);
+        assert_eq!(reply.header("set-cookie"), None, "the new pin is kept");
+    }
+
+    // The old backend recovering does not move the re-pinned client back.
+    from.healthy.store(true, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            effective_weight(w.admin, &pinned).await == Some(50)
+        })
+        .await,
+        "{pinned} never came back"
+    );
+    for _ in 0..10 {
+        let reply = fetch(addr, &[("cookie", &new)]).await;
+        assert_eq!(reply.text(), to);
+        assert_eq!(reply.header("set-cookie"), None);
+    }
 }

@@ -1,7 +1,8 @@
 //! Issue "Hot reload": live state is carried into the new snapshot by
 //! identity. An endpoint marked down by checks or ejected by outlier
 //! detection stays out after a reload (and still comes back when it
-//! recovers); rate-limit buckets of an unchanged route keep counting.
+//! recovers); rate-limit buckets of an unchanged route keep counting; the
+//! connection pools of unchanged endpoints keep their connections.
 
 mod support;
 
@@ -180,4 +181,52 @@ async fn rate_limit_buckets_of_an_unchanged_route_survive_a_reload() {
     // A changed limit starts with fresh buckets.
     reload(&w, &route("{ per_ip = \"2/min\", burst = 2 }")).await;
     assert_eq!(get(web, "/a.txt").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_only_weights_keeps_the_upstream_connections() {
+    let blue = support::upstream::Upstream::named("blue").start().await;
+    let green = support::upstream::Upstream::named("green").start().await;
+    let split = |wb: u32, wg: u32| {
+        config(&format!(
+            "[[routes]]\nname = \"app\"\npath = \"/\"\n\
+             backends = [{{ service = \"blue\", weight = {wb} }}, {{ service = \"green\", weight = {wg} }}]\n\n\
+             [services.blue]\nendpoints = [\"{}\"]\n\n[services.green]\nendpoints = [\"{}\"]\n",
+            blue.addr, green.addr
+        ))
+    };
+    let w = weir().start(&split(50, 50)).await;
+    let web = w.addr("web");
+    // One at a time: each upstream's one pooled connection serves them all.
+    let ask = |n: usize| async move {
+        for _ in 0..n {
+            assert_eq!(get(web, "/").await.status, 200);
+        }
+    };
+    ask(10).await;
+    assert_eq!(
+        (blue.stats.requests(), green.stats.requests()),
+        (5, 5),
+        "the split before the reload"
+    );
+    assert_eq!(
+        (blue.stats.connections(), green.stats.connections()),
+        (1, 1),
+        "sequential requests did not reuse the pooled connection"
+    );
+    let before = status(w.admin).await["generation"].as_u64().unwrap();
+
+    reload(&w, &split(80, 20)).await;
+    assert!(status(w.admin).await["generation"].as_u64().unwrap() > before);
+    ask(10).await;
+    assert_eq!(
+        (blue.stats.requests(), green.stats.requests()),
+        (13, 7),
+        "the new weights apply"
+    );
+    assert_eq!(
+        (blue.stats.connections(), green.stats.connections()),
+        (1, 1),
+        "the reload opened new upstream connections: the pools were not carried"
+    );
 }

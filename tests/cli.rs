@@ -1,7 +1,8 @@
 //! The `weir` binary as an operator meets it (SPEC "CLI" and "Details"): exit codes
 //! 0 / 1 / 2, `check` output, usage errors naming the bad argument, the config lookup
-//! order (`-c`, `./weir.toml`, the embedded default), `serve`, the access log on stdout
-//! and the SIGTERM drain with a response in flight.
+//! order (`-c`, `./weir.toml`, the embedded default), `serve`, the access log on stdout,
+//! the SIGTERM drain with a response in flight (and its `shutdown_grace` running out),
+//! and `[runtime] workers`.
 //!
 //! Every test drives the built binary (`CARGO_BIN_EXE_weir`) on ephemeral ports, except
 //! the embedded default, whose ports the SPEC fixes (that test skips when they are
@@ -1119,6 +1120,143 @@ fn sigterm_drains_a_response_in_flight() {
     // (d) then weir exits 0.
     let status = weir.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "stderr: {}", weir.stderr());
+}
+
+/// An upstream that reads requests and never answers; says on the channel
+/// each time a request head has arrived. Lives until the test process ends.
+fn silent_upstream() -> (SocketAddr, Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    seen.extend_from_slice(&buf[..n]);
+                    if head_end(&seen).is_some() {
+                        seen.clear();
+                        let _ = tx.send(());
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn sigterm_gives_up_on_a_request_in_flight_after_shutdown_grace() {
+    let (upstream, arrived) = silent_upstream();
+    let dir = tempdir();
+    let cfg = site_config(
+        dir.path(),
+        "cfg.toml",
+        &format!(
+            "[[routes]]\npath = \"/hang/\"\nbackends = [{{ service = \"hang\" }}]\n\n\
+             [services.hang]\nendpoints = [\"{upstream}\"]\n\n\
+             [limits]\nshutdown_grace = \"1s\"\n"
+        ),
+    );
+    let mut weir = Weir::spawn(weir().arg("run").arg("-c").arg(&cfg));
+    let at = weir.announced();
+    let mut client = connect(at.listener("web")).unwrap();
+    client
+        .write_all(request_head("/hang/x", &[]).as_bytes())
+        .unwrap();
+    arrived
+        .recv_timeout(PATIENCE)
+        .expect("the request never reached the upstream");
+
+    let sent = Instant::now();
+    weir.signal("TERM");
+    let status = weir.wait_exit(Duration::from_secs(4));
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(0), "stderr: {}", weir.stderr());
+    assert!(
+        took >= Duration::from_millis(900),
+        "exited after {took:?}: the request in flight was not given its 1 s grace"
+    );
+
+    // The client's connection ends (closed or reset), whatever was said on it.
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => rest.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the client's connection is still open after weir exited: {e}")
+            }
+            Err(_) => break,
+        }
+    }
+    if let Some(response) = parse_response(&rest) {
+        assert!(
+            response.status >= 500,
+            "{} {}",
+            response.status,
+            response.text()
+        );
+    }
+}
+
+/// Threads of process `pid` that are tokio's runtime threads, by name.
+fn tokio_threads(pid: u32) -> usize {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc/PID/task");
+    tasks
+        .filter_map(|task| fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| {
+            // "tokio-rt-worker", or the older "tokio-runtime-worker" cut to
+            // the 15 bytes a thread name keeps.
+            let comm = comm.trim_end();
+            comm == "tokio-rt-worker" || comm == "tokio-runtime-w"
+        })
+        .count()
+}
+
+/// `[runtime] workers` is the number of worker threads, whatever the
+/// machine has. The config has no site, so no blocking-pool threads (which
+/// tokio names alike) are started.
+#[test]
+fn runtime_workers_sets_the_worker_threads() {
+    let (upstream, _arrived) = silent_upstream();
+    for workers in [3, 5] {
+        let dir = tempdir();
+        let cfg = dir.path().join("cfg.toml");
+        fs::write(
+            &cfg,
+            format!(
+                "[admin]\nlisten = \"127.0.0.1:0\"\n\n[runtime]\nworkers = {workers}\n\n\
+                 [[listeners]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\n\n\
+                 [[routes]]\npath = \"/\"\nbackends = [{{ service = \"api\" }}]\n\n\
+                 [services.api]\nendpoints = [\"{upstream}\"]\n"
+            ),
+        )
+        .unwrap();
+        let mut weir = Weir::spawn(weir().arg("run").arg("-c").arg(&cfg));
+        let at = weir.announced();
+        assert_eq!(get(at.admin, "/healthz", &[]).status, 200);
+        // The workers start with the runtime, before the announcement.
+        let threads = tokio_threads(weir.child.id());
+        assert_eq!(
+            threads, workers,
+            "workers = {workers} gave {threads} runtime threads"
+        );
+        weir.signal("TERM");
+        assert_eq!(weir.wait_exit(PATIENCE).code(), Some(0));
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 //! SPEC "Health and failover" (the parts built so far): active checks take
-//! an endpoint out and back in, a backend with no healthy endpoint gets
-//! effective weight 0, every backend down is 503, a region whose endpoints
-//! are all down hands its traffic to the next region.
+//! an endpoint out and back in (a check answered after `timeout` fails; it
+//! takes `healthy` passes in a row to come back), a backend with no healthy
+//! endpoint gets effective weight 0, every backend down is 503, a region
+//! whose endpoints are all down hands its traffic to the next region.
 
 mod support;
 
@@ -157,4 +158,125 @@ endpoints = ["{}"]
         .await,
         "traffic did not return to the primary region"
     );
+}
+
+/// `healthy` of the first endpoint of the first service in `/status`.
+async fn endpoint_healthy(admin: SocketAddr) -> bool {
+    let status: serde_json::Value =
+        serde_json::from_slice(&get(admin, "/status").await.body).unwrap();
+    status["services"][0]["regions"][0]["endpoints"][0]["healthy"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no endpoint health in {status}"))
+}
+
+fn one_service(addr: SocketAddr, check: &str) -> String {
+    support::config(&format!(
+        r#"
+[[routes]]
+path = "/"
+backends = [{{ service = "api" }}]
+
+[services.api]
+endpoints = ["{addr}"]
+{check}
+"#
+    ))
+}
+
+#[tokio::test]
+async fn a_check_slower_than_its_timeout_fails() {
+    let api = up("api").await;
+    let check = r#"health = { path = "/health", interval = "100ms", timeout = "200ms", healthy = 1, unhealthy = 2 }"#;
+    let w = weir().start(&one_service(api.addr, check)).await;
+    let web = w.addr("web");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            api.passed.load(Ordering::SeqCst) >= 2
+        })
+        .await,
+        "the checks never reached the endpoint"
+    );
+    assert_eq!(get(web, "/").await.text(), "api");
+
+    // Every check still answers 200, but a second after it was asked.
+    api.health_delay_ms.store(1000, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let reply = get(web, "/").await;
+            reply.status == 503 && reply.header("weir-error") == Some("no-healthy-backend")
+        })
+        .await,
+        "an endpoint whose checks answer after the timeout still serves"
+    );
+    assert!(!endpoint_healthy(w.admin).await);
+    let metrics = get(w.admin, "/metrics").await.text();
+    let down = r#"weir_backend_weight{route="/",backend="api"} 0"#;
+    assert!(metrics.contains(down), "missing {down} in\n{metrics}");
+
+    // Answering in time again brings it back.
+    api.health_delay_ms.store(0, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get(web, "/").await.text() == "api"
+        })
+        .await,
+        "the endpoint never recovered once its checks were fast again"
+    );
+}
+
+#[tokio::test]
+async fn recovery_takes_healthy_checks_in_a_row() {
+    let api = up("api").await;
+    // Once healthy, three failures are needed to go down again: a wrong
+    // "healthy" after one pass would show for three intervals.
+    let check = r#"health = { path = "/health", interval = "150ms", timeout = "500ms", healthy = 2, unhealthy = 3 }"#;
+    let w = weir().start(&one_service(api.addr, check)).await;
+    api.healthy.store(false, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !endpoint_healthy(w.admin).await
+        })
+        .await,
+        "the checks never marked the endpoint down"
+    );
+
+    // Exactly one check passes, then they fail again: never healthy.
+    api.passes.store(1, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut after_pass = None;
+    loop {
+        assert!(
+            !endpoint_healthy(w.admin).await,
+            "healthy after one passing check (healthy = 2); checks so far: {}",
+            api.checks.load(Ordering::SeqCst)
+        );
+        let checks = api.checks.load(Ordering::SeqCst);
+        if api.passes.load(Ordering::SeqCst) == 0 {
+            // Three more checks after the one that passed have been asked.
+            let since = *after_pass.get_or_insert(checks);
+            if checks >= since + 3 {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the checks stopped coming"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(get(w.addr("web"), "/").await.status, 503);
+
+    // Passing for good: healthy, but only after two passes.
+    let before = api.passed.load(Ordering::SeqCst);
+    api.healthy.store(true, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            endpoint_healthy(w.admin).await
+        })
+        .await,
+        "the endpoint never recovered"
+    );
+    let passes = api.passed.load(Ordering::SeqCst) - before;
+    assert!(passes >= 2, "healthy after {passes} passing check(s)");
+    assert_eq!(get(w.addr("web"), "/").await.text(), "api");
 }

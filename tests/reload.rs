@@ -3,7 +3,9 @@
 //! `..data` symlink swap), and so are the certificate and `_headers` files
 //! it names. One save is one reload; invalid or half-written files are
 //! rejected while the old config keeps serving. SIGHUP and `POST /reload`
-//! are covered in tests/cli.rs and tests/admin.rs.
+//! are covered in tests/cli.rs and tests/admin.rs. The swap is atomic: a
+//! request in flight keeps the config it started with, the next one on the
+//! same connection gets the new one, and reloads under load fail nothing.
 
 mod support;
 
@@ -334,4 +336,228 @@ async fn a_rotated_certificate_is_used_by_new_handshakes() {
         "new handshakes still get the old certificate"
     );
     assert!(reloads(w.admin, "ok").await >= 1);
+}
+
+// ---------------------------------------------------------------- atomicity
+
+/// `POST /reload` after writing `text`; the reload must be accepted.
+async fn reload_to(w: &support::Weir, text: &str) {
+    w.write_config(text);
+    let reply = support::send(w.admin, support::request("POST", "/reload", &[])).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+/// A route `/other/` to a site in both configs; `slow` adds the route
+/// `/slow/` and its service.
+fn with_or_without_slow(slow: Option<SocketAddr>) -> String {
+    let mut text = String::from(
+        "[[routes]]\npath = \"/other/\"\nbackends = [{ site = \"www\" }]\n\n[sites.www]\nroot = \"www\"\n",
+    );
+    if let Some(slow) = slow {
+        text.push_str(&format!(
+            "\n[[routes]]\npath = \"/slow/\"\nbackends = [{{ service = \"slow\" }}]\n\n\
+             [services.slow]\nendpoints = [\"{slow}\"]\n"
+        ));
+    }
+    config(&text)
+}
+
+#[tokio::test]
+async fn a_request_in_flight_keeps_its_config_and_the_next_one_gets_the_new() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+
+    const BODY: usize = 256 * 1024;
+    let slow = support::upstream::Upstream::named("slow")
+        .slow(1500)
+        .body(vec![b's'; BODY])
+        .start()
+        .await;
+    let w = support::weir()
+        .file("www/other/x.txt", "other\n")
+        .start(&with_or_without_slow(Some(slow.addr)))
+        .await;
+
+    let stream = TcpStream::connect(w.addr("web")).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let get_on_conn = |path: &str| {
+        http::Request::get(path)
+            .header("host", "localhost")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let in_flight = tokio::spawn(sender.send_request(get_on_conn("/slow/x")));
+    assert!(
+        eventually(WITHIN, || async { slow.stats.requests() == 1 }).await,
+        "the request never reached the slow upstream"
+    );
+
+    // The route and its service go while the upstream is still thinking.
+    reload_to(&w, &with_or_without_slow(None)).await;
+    assert!(
+        !in_flight.is_finished(),
+        "the upstream answered before the reload: nothing was tested"
+    );
+    assert!(generation(w.admin).await >= 2);
+
+    let response = tokio::time::timeout(support::STEP, in_flight)
+        .await
+        .expect("the request in flight finished in time")
+        .unwrap()
+        .expect("the request in flight was answered");
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(support::STEP, response.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("the whole body arrived")
+        .to_bytes();
+    assert_eq!(body.len(), BODY);
+    assert!(body.iter().all(|&b| b == b's'));
+
+    // The same connection, the next request: the new config, no route.
+    tokio::time::timeout(support::STEP, sender.ready())
+        .await
+        .expect("the connection is ready in time")
+        .expect("the connection stays open after the reload");
+    let next = tokio::time::timeout(support::STEP, sender.send_request(get_on_conn("/slow/x")))
+        .await
+        .expect("answered in time")
+        .expect("answered on the same connection");
+    assert_eq!(next.status(), 404);
+    assert_eq!(
+        next.headers()
+            .get("weir-error")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-route")
+    );
+    let _ = next.into_body().collect().await;
+    let other = sender
+        .send_request(get_on_conn("/other/x.txt"))
+        .await
+        .expect("answered on the same connection");
+    assert_eq!(other.status(), 200);
+    assert_eq!(
+        &other.into_body().collect().await.unwrap().to_bytes()[..],
+        b"other\n"
+    );
+    assert_eq!(slow.stats.requests(), 1);
+    assert!(!conn.is_finished(), "the connection was closed");
+}
+
+/// Two configs that both have `/api/` (a service) and `/` (a site), and
+/// differ elsewhere, so each reload builds a new snapshot.
+fn alternate(api: SocketAddr, flip: bool) -> String {
+    let (extra, timeout) = if flip { ("/a/", "5s") } else { ("/b/", "7s") };
+    config(&format!(
+        "[[routes]]\npath = \"/api/\"\ntimeout = \"{timeout}\"\nbackends = [{{ service = \"api\" }}]\n\n\
+         [[routes]]\npath = \"/\"\nbackends = [{{ site = \"www\" }}]\n\n\
+         [[routes]]\npath = \"{extra}\"\nbackends = [{{ site = \"www\" }}]\n\n\
+         [sites.www]\nroot = \"www\"\n\n[services.api]\nendpoints = [\"{api}\"]\n"
+    ))
+}
+
+// Several threads, so that requests are served while a reload is underway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_reloads_under_load_fail_no_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+
+    const RELOADS: u64 = 100;
+    let api = support::upstream::Upstream::named("api").start().await;
+    let w = support::weir()
+        .file("www/index.html", "home\n")
+        .start(&alternate(api.addr, false))
+        .await;
+    let web = w.addr("web");
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for task in 0..4 {
+        let (stop, served) = (stop.clone(), served.clone());
+        clients.push(tokio::spawn(async move {
+            // Half the clients ask the service, half the site, each on one
+            // keep-alive connection: a reload must not close it either.
+            let (path, want) = if task % 2 == 0 {
+                ("/api/x", None)
+            } else {
+                ("/", Some("home\n"))
+            };
+            let stream = TcpStream::connect(web).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let request = http::Request::get(path)
+                    .header("host", "localhost")
+                    .body(Empty::<bytes::Bytes>::new())
+                    .unwrap();
+                let outcome = tokio::time::timeout(support::STEP, async {
+                    sender.ready().await?;
+                    let response = sender.send_request(request).await?;
+                    let status = response.status();
+                    let body = response.into_body().collect().await?.to_bytes();
+                    Ok::<_, hyper::Error>((status, body))
+                })
+                .await;
+                match outcome {
+                    Ok(Ok((status, body))) => {
+                        let ok = status == 200
+                            && match want {
+                                Some(want) => body == want.as_bytes(),
+                                None => body.starts_with(b"{\"upstream\":\"api\""),
+                            };
+                        if ok {
+                            served.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            failures.push(format!("{path}: {status} {body:?}"));
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        failures.push(format!("{path}: {e}"));
+                        break;
+                    }
+                    Err(_) => {
+                        failures.push(format!("{path}: no answer within {:?}", support::STEP));
+                        break;
+                    }
+                }
+            }
+            failures
+        }));
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut reloaded = 0;
+    while reloaded < RELOADS && tokio::time::Instant::now() < deadline {
+        reloaded += 1;
+        reload_to(&w, &alternate(api.addr, reloaded % 2 == 1)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut failures = Vec::new();
+    for client in clients {
+        failures.extend(client.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed, the first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    assert_eq!(
+        reloaded, RELOADS,
+        "only {reloaded} reloads within the time limit"
+    );
+    assert!(generation(w.admin).await > RELOADS);
+    let served = served.load(Ordering::SeqCst);
+    assert!(
+        served >= 100,
+        "only {served} requests were served meanwhile"
+    );
 }
