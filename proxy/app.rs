@@ -104,10 +104,11 @@ impl App {
                     current.admin, next.admin
                 )]);
             }
-            let added = self
-                .sockets()
+            let mut sockets = self.sockets();
+            let added = sockets
                 .bind_new(self, &next)
                 .map_err(|e| vec![e.to_string()])?;
+            next.settle_redirects(&sockets);
             Ok((next, added))
         });
         match outcome {
@@ -151,7 +152,9 @@ impl Server {
     pub async fn bind(doc: &Document) -> Result<Server, StartError> {
         let app = App::new(doc)?;
         let snapshot = app.snapshot();
-        *app.sockets() = Sockets::bind(&app, &snapshot)?;
+        let sockets = Sockets::bind(&app, &snapshot)?;
+        snapshot.settle_redirects(&sockets);
+        *app.sockets() = sockets;
         let admin =
             TcpListener::bind(snapshot.admin)
                 .await

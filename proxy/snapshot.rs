@@ -59,6 +59,16 @@ pub struct Limits {
 }
 
 impl Snapshot {
+    /// Tells `redirect_https` listeners the port their TLS listener got,
+    /// where the config left it to the system; once `sockets` are bound.
+    pub fn settle_redirects(&self, sockets: &crate::listener::set::Sockets) {
+        for listener in &self.listeners {
+            if let Some(redirect) = &listener.redirect_https {
+                redirect.settle(sockets);
+            }
+        }
+    }
+
     /// Starts what this snapshot needs running beside requests (DNS).
     /// Needs a Tokio runtime; call once, right before it is published.
     pub fn start_tasks(&self) {

@@ -388,7 +388,6 @@ async fn spec_example_runs_once_its_files_exist() {
 
 /// Its plain listener sends everyone to the TLS one, on the port that one is bound to.
 #[tokio::test]
-#[ignore = "bug: redirect_https names the TLS listener's configured port (0 here), not its bound port"]
 async fn spec_example_redirects_to_the_bound_tls_port() {
     let weir = SpecExample::start().await;
     let redirect = get(weir.web, "/any/path?q=1", "text/html").await;

@@ -184,14 +184,18 @@ pub fn compile(
                 }
             }
         };
-        let https_port = listener.redirect_https.as_ref().and_then(|target| {
+        let redirect = listener.redirect_https.as_ref().and_then(|target| {
             let target = config.listeners.iter().find(|l| &l.name == target)?;
-            target
+            let port = target
                 .bind
                 .first()?
                 .parse::<std::net::SocketAddr>()
-                .ok()
-                .map(|a| a.port())
+                .ok()?
+                .port();
+            Some(crate::listener::Redirect::new(
+                target.name.as_str().into(),
+                port,
+            ))
         });
         listeners.push(Arc::new(ListenerSpec {
             name: listener.name.as_str().into(),
@@ -200,7 +204,7 @@ pub fn compile(
                 .iter()
                 .filter_map(|b| b.parse().ok())
                 .collect(),
-            redirect_https: https_port,
+            redirect_https: redirect,
             http3: listener.http3,
             tls,
         }));

@@ -170,11 +170,11 @@ async fn dispatch<B: RequestBody>(
         return (Reject::BodyTooLarge.response(), None);
     }
     let listener = snapshot.listener(&conn.listener);
-    if let Some(port) = listener.and_then(|l| l.redirect_https)
+    if let Some(redirect) = listener.and_then(|l| l.redirect_https.as_ref())
         && !req.uri.path().starts_with("/.well-known/acme-challenge/")
     {
         return (
-            crate::listener::redirect::to_https(&req.uri, host, port),
+            crate::listener::redirect::to_https(&req.uri, host, redirect.port()),
             None,
         );
     }

@@ -8,6 +8,7 @@ pub mod set;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use rustls::sign::CertifiedKey;
 use tokio::net::{TcpListener, TcpSocket};
@@ -22,10 +23,41 @@ use crate::drain::Drain;
 pub struct Spec {
     pub name: Arc<str>,
     pub binds: Vec<SocketAddr>,
-    /// Port of the TLS listener to 308-redirect to, when `redirect_https` is set.
-    pub redirect_https: Option<u16>,
+    /// The TLS listener to 308-redirect to, when `redirect_https` is set.
+    pub redirect_https: Option<Redirect>,
     pub http3: bool,
     pub tls: Option<TlsSpec>,
+}
+
+/// A `redirect_https` target: the TLS listener and the port it listens
+/// on (made known once it is bound when its config says port 0).
+#[derive(Debug)]
+pub struct Redirect {
+    pub listener: Arc<str>,
+    port: AtomicU16,
+}
+
+impl Redirect {
+    pub fn new(listener: Arc<str>, port: u16) -> Redirect {
+        Redirect {
+            listener,
+            port: AtomicU16::new(port),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port.load(Ordering::Relaxed)
+    }
+
+    /// Takes the port the target is bound to, if the config left it to
+    /// the system (port 0).
+    pub fn settle(&self, sockets: &set::Sockets) {
+        if self.port() == 0
+            && let Some(bound) = sockets.local_addrs(&self.listener).first()
+        {
+            self.port.store(bound.port(), Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Debug)]
