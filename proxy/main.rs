@@ -225,6 +225,10 @@ fn toml_string(s: &str) -> String {
 /// Runs `doc` until SIGTERM or SIGINT; `serve` says it was made by `weir serve`.
 fn run(doc: Document, serve: Option<announce::Serve>) -> ExitCode {
     let _logs = weir::telemetry::logging::init();
+    if let Err(e) = weir::balancer::affinity::key_from_env() {
+        eprintln!("weir: {e}");
+        return ExitCode::from(USAGE_ERROR);
+    }
     let workers = doc
         .config
         .runtime

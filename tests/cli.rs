@@ -1399,3 +1399,73 @@ fn access_log_combined_format() {
     );
     assert!(!line.starts_with('{'), "{line}");
 }
+
+/// Two processes with the same `WEIR_AFFINITY_KEY` honour each other's
+/// pins (replicas, restarts); without it each signs with its own key.
+#[test]
+fn replicas_sharing_an_affinity_key_honour_each_other_s_pins() {
+    let dir = tempdir();
+    for name in ["blue", "green"] {
+        fs::create_dir_all(dir.path().join(name)).unwrap();
+        fs::write(dir.path().join(name).join("id.txt"), name).unwrap();
+    }
+    let cfg = dir.path().join("cfg.toml");
+    fs::write(
+        &cfg,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[listeners]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\n\n\
+         [[routes]]\npath = \"/\"\naffinity = { cookie = \"pin\" }\n\
+         backends = [{ site = \"blue\", weight = 50 }, { site = \"green\", weight = 50 }]\n\n\
+         [sites.blue]\nroot = \"blue\"\n\n[sites.green]\nroot = \"green\"\n",
+    )
+    .unwrap();
+    let start = |key: Option<&str>| {
+        let mut cmd = weir();
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .env_remove(weir::balancer::affinity::KEY_ENV);
+        if let Some(key) = key {
+            cmd.env(weir::balancer::affinity::KEY_ENV, key);
+        }
+        let mut running = Weir::spawn(&mut cmd);
+        let web = running.announced().listener("web");
+        (running, web)
+    };
+    let cookie_of = |reply: &Response| {
+        let set = reply.header("set-cookie").expect("a pin").to_owned();
+        set.split(';').next().unwrap().to_owned()
+    };
+    let shared = "0123456789abcdef-shared-secret";
+    let (first, web) = start(Some(shared));
+    let pinned = get(web, "/id.txt", &[]);
+    let cookie = cookie_of(&pinned);
+    let backend = text(&pinned.body);
+    drop(first);
+
+    // Another process with the key: the pin holds, and is not set again.
+    let (_second, web) = start(Some(shared));
+    for _ in 0..10 {
+        let reply = get(web, "/id.txt", &[("cookie", &cookie)]);
+        assert_eq!(text(&reply.body), backend);
+        assert_eq!(reply.header("set-cookie"), None);
+    }
+    // One with a key of its own does not take the pin: it pins anew.
+    let (_third, web) = start(Some("another-key-of-16-bytes-at-least"));
+    let reply = get(web, "/id.txt", &[("cookie", &cookie)]);
+    assert!(
+        reply.header("set-cookie").is_some(),
+        "a foreign pin was honoured"
+    );
+
+    // A key too short to be one is refused at start.
+    let short = run_to_end(
+        weir()
+            .arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .env(weir::balancer::affinity::KEY_ENV, "short"),
+    );
+    assert_eq!(short.status.code(), Some(1), "{}", text(&short.stderr));
+    assert!(text(&short.stderr).contains("WEIR_AFFINITY_KEY"));
+}

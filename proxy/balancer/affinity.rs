@@ -132,10 +132,32 @@ pub fn choose<'a>(
     split.pick().map(Choice::Picked)
 }
 
-/// The process-wide signing key, made on first use.
+/// The environment variable holding a signing key shared by replicas.
+pub const KEY_ENV: &str = "WEIR_AFFINITY_KEY";
+
+/// The shortest `WEIR_AFFINITY_KEY` taken.
+const MIN_KEY_BYTES: usize = 16;
+
+/// `WEIR_AFFINITY_KEY`, when set: an error if it is too short to be a key.
+pub fn key_from_env() -> Result<Option<String>, String> {
+    match std::env::var(KEY_ENV) {
+        Ok(secret) if secret.len() >= MIN_KEY_BYTES => Ok(Some(secret)),
+        Ok(_) => Err(format!(
+            "{KEY_ENV} must be at least {MIN_KEY_BYTES} bytes (a random secret shared by every replica)"
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The process-wide signing key, made on first use: `WEIR_AFFINITY_KEY`,
+/// so that every replica (and the next process) honours the pins of the
+/// others, or else a random one of this process's own.
 fn key() -> &'static hmac::Key {
     static KEY: OnceLock<hmac::Key> = OnceLock::new();
     KEY.get_or_init(|| {
+        if let Ok(Some(secret)) = key_from_env() {
+            return hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+        }
         let rng = ring::rand::SystemRandom::new();
         // 32 bytes from the OS generator; failing here means the OS has no
         // randomness to give, and nothing secure can run.
