@@ -293,6 +293,10 @@ fn request_head(out: &mut Vec<u8>, request: Outgoing<'_>, body: &Body) -> BodyFr
             length = content_length(value.as_bytes());
             continue;
         }
+        // The framing written below is this connection's own.
+        if name == header::TRANSFER_ENCODING {
+            continue;
+        }
         field(out, name, value);
     }
     for (name, value) in added {
@@ -348,6 +352,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
             result = parsed.parse(buf);
         }
         let len = match result {
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+                return Err(ExchangeError::Malformed("response head too large"));
+            }
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
                 return Err(ExchangeError::Malformed("response head too large"));
@@ -408,7 +415,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
                         .next_back()
                         .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
                     if !chunked {
-                        // Some other coding last: delimited by the close.
+                        // Some other coding last (so far): delimited by
+                        // the close, if a later field does not end in
+                        // chunked after all.
                         close = true;
                     }
                     // Framing is this connection's alone: the client's side
@@ -445,6 +454,13 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
         // leaves the framing in doubt (RFC 9112 6.1).
         if version == Version::HTTP_10 && (!keep_alive_asked || transfer_encoding) {
             close = true;
+        }
+        // A coding weir does not decode would reach the client re-framed,
+        // with nothing to say how to read it: refused, as nginx does.
+        if transfer_encoding && !chunked && !no_body {
+            return Err(ExchangeError::Malformed(
+                "transfer coding other than chunked",
+            ));
         }
         let framing = if no_body {
             Some(Framing::Empty)

@@ -90,6 +90,22 @@ impl Upstream {
         self.head_request || matches!(self.status, 101 | 204 | 304)
     }
 
+    /// Whether the body comes in a coding other than chunked, which weir
+    /// refuses rather than pass on re-framed.
+    pub(super) fn foreign_coding(&self) -> bool {
+        let codings: Vec<&[u8]> = self
+            .fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("transfer-encoding"))
+            .map(|f| &f.value[..])
+            .collect();
+        let last = codings
+            .last()
+            .and_then(|c| c.rsplit(|&b| b == b',').next())
+            .map(<[u8]>::trim_ascii);
+        !self.no_body() && last.is_some_and(|l| !l.eq_ignore_ascii_case(b"chunked"))
+    }
+
     /// What the head means, read from RFC 9112 rather than from the parser:
     /// framing by Transfer-Encoding over Content-Length, no body for HEAD,
     /// 204 and 304, a close whenever anything says so.
