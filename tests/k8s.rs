@@ -68,6 +68,18 @@ fn deployment_runs_weir_with_the_mounted_config() {
 }
 
 #[test]
+fn replicas_share_the_affinity_key_from_a_secret() {
+    let deployment = deployment();
+    let weir = weir_container(&deployment);
+    let key = array(weir, "env")
+        .iter()
+        .find(|e| e["name"] == weir::balancer::affinity::KEY_ENV)
+        .expect("WEIR_AFFINITY_KEY in the container's env");
+    assert_eq!(key["valueFrom"]["secretKeyRef"]["name"], "weir-affinity");
+    assert_eq!(key["valueFrom"]["secretKeyRef"]["optional"], true);
+}
+
+#[test]
 fn probes_use_readyz_and_healthz_on_the_admin_port() {
     let deployment = deployment();
     let weir = weir_container(&deployment);
