@@ -120,11 +120,14 @@ async fn requests_answered_without_a_backend_are_counted_too() {
         "no 503 from a route whose one backend is down"
     );
     assert_eq!(send(web, at("nowhere.test")).await.status, 404);
+    // A head the HTTP/1.1 codec refuses itself is a request no route took.
+    let (refused, _) = support::raw(web, b"GARBAGE\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
     for line in [
         r#"weir_requests_total{route="limited",backend="s",code_class="2xx"} 1"#,
         r#"weir_requests_total{route="limited",backend="",code_class="4xx"} 1"#,
         r#"weir_requests_total{route="down",backend="",code_class="5xx"}"#,
-        r#"weir_requests_total{route="",backend="",code_class="4xx"} 1"#,
+        r#"weir_requests_total{route="",backend="",code_class="4xx"} 2"#,
     ] {
         assert!(metrics_show(&w, line).await, "missing {line}");
     }

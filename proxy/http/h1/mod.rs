@@ -95,7 +95,7 @@ where
             Next::Head(head) => head,
             Next::Close => break,
             Next::Refuse(reject) => {
-                conn.refuse(reject).await;
+                conn.refuse(reject, app).await;
                 break;
             }
             Next::H2 => {
@@ -246,8 +246,10 @@ impl<I: Transport> Conn<I> {
         fill(&mut self.io, &mut self.buf, cx, size)
     }
 
-    /// Writes a refusal and lets the connection end.
-    async fn refuse(&mut self, reject: Reject) {
+    /// Writes a refusal (counted among requests no route took) and lets
+    /// the connection end.
+    async fn refuse(&mut self, reject: Reject, app: &App) {
+        app.metrics.unrouted().observe(reject.status().as_u16());
         self.out.buf.extend_from_slice(&reject.http1_bytes());
         let send = poll_fn(|cx| {
             ready!(self.out.poll_send(&mut self.io, cx))?;
@@ -275,7 +277,7 @@ impl<I: Transport> Conn<I> {
             && let Err(e) = Decoder::new(framing).check(&self.buf)
         {
             tracing::debug!(error = %e, "request body refused");
-            self.refuse(Reject::BadRequest).await;
+            self.refuse(Reject::BadRequest, app).await;
             return Outcome::Close;
         }
         let asked = Asked {
