@@ -338,7 +338,7 @@ async fn head_has_get_headers_and_no_body() {
 }
 
 #[tokio::test]
-async fn a_path_with_dot_segments_is_refused_before_routing() {
+async fn dot_segments_are_refused_and_repeated_slashes_merged_before_routing() {
     // `/private/` is a route of its own; spelled with dot segments, its
     // path must not reach the catch-all's upstream, which may resolve it.
     let up = support::upstream::Upstream::echo().start().await;
@@ -371,8 +371,14 @@ async fn a_path_with_dot_segments_is_refused_before_routing() {
     .await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(up.stats.paths().is_empty(), "{:?}", up.stats.paths());
+    // Repeated slashes are one: the route of `/private/` takes them, and
+    // what is passed on has them merged.
+    assert_eq!(get(web, "//private/id.txt").await.text(), "b");
+    assert_eq!(get(web, "/private//id.txt").await.text(), "b");
+    assert_eq!(get(web, "//x//y?q=a//b").await.status, 200);
+    assert_eq!(up.stats.paths(), ["/x/y?q=a//b"]);
     // Dots inside names are no segments of their own.
     assert_eq!(get(web, "/a..b/x.y").await.status, 200);
     assert_eq!(get(web, "/private/id.txt").await.text(), "b");
-    assert_eq!(up.stats.paths(), ["/a..b/x.y"]);
+    assert_eq!(up.stats.paths(), ["/x/y?q=a//b", "/a..b/x.y"]);
 }

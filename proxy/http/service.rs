@@ -178,6 +178,15 @@ async fn dispatch<B: RequestBody>(
             None,
         );
     }
+    // Repeated slashes count as one, as nginx merges them: `//admin/x` is
+    // routed, stripped and sent on as `/admin/x`, so that it cannot pass
+    // the `/admin/` route by the catch-all to an upstream that merges them.
+    if let Some(merged) = router::path::merge_slashes(req.uri.path()) {
+        match with_path(&req.uri, &merged) {
+            Some(uri) => req.uri = uri,
+            None => return (Reject::BadRequest.response(), None),
+        }
+    }
     let path = req.uri.path();
     // A dot segment would choose a route by how the path is written, and
     // could mean another path upstream: clients resolve them before
@@ -245,6 +254,17 @@ async fn dispatch<B: RequestBody>(
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     (response, upstream)
+}
+
+/// `uri` with its path replaced by `path` (the query kept).
+fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
+    let target = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(target.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
 }
 
 /// `X-Request-Id` from the client when it is sane (false), else a new

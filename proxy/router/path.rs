@@ -58,6 +58,20 @@ pub fn has_dot_segment(path: &str) -> bool {
     false
 }
 
+/// `path` with each run of slashes made one, when it has such a run.
+pub fn merge_slashes(path: &str) -> Option<String> {
+    if !path.contains("//") {
+        return None;
+    }
+    let mut merged = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    Some(merged)
+}
+
 fn unhex(pair: &[u8]) -> Option<u8> {
     let digit = |b: u8| (b as char).to_digit(16);
     Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
@@ -66,6 +80,13 @@ fn unhex(pair: &[u8]) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slashes_merge() {
+        assert_eq!(merge_slashes("/a/b"), None);
+        assert_eq!(merge_slashes("//admin/x").as_deref(), Some("/admin/x"));
+        assert_eq!(merge_slashes("/a///b//").as_deref(), Some("/a/b/"));
+    }
 
     #[test]
     fn dot_segments_in_any_spelling() {
