@@ -1716,6 +1716,22 @@ async fn logging_proxy(endpoint: &str, extra: &str) -> Weir {
         .await
 }
 
+/// The statuses of the lines logged for `path`, once there is one.
+async fn logged_statuses(lines: &Lines, path: &str) -> Vec<u64> {
+    let logged = support::eventually(support::STEP, || async {
+        lines.lock().unwrap().iter().any(|(p, _)| p == path)
+    })
+    .await;
+    assert!(logged, "no line for {path}: {:?}", lines.lock().unwrap());
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p == path)
+        .map(|(_, status)| *status)
+        .collect()
+}
+
 /// `/api/gone` went unanswered: logged as 499, counted as 4xx.
 async fn dropped_is_logged_and_counted(lines: &Lines, w: &Weir) {
     let logged = support::eventually(support::STEP, || async {
@@ -1830,23 +1846,11 @@ async fn a_body_refused_mid_request_is_logged_with_the_status_sent() {
     raw.extend_from_slice(b"\r\n0\r\n\r\n");
     let (answer, _) = support::raw(w.addr("web"), &raw, support::STEP).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    let logged = support::eventually(support::STEP, || async {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(path, _)| path == "/api/big")
-    })
-    .await;
-    assert!(logged, "no line: {:?}", lines.lock().unwrap());
-    let statuses: Vec<u64> = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(path, _)| path == "/api/big")
-        .map(|(_, status)| *status)
-        .collect();
-    assert_eq!(statuses, [413], "one line, with the status the client got");
+    assert_eq!(
+        logged_statuses(&lines, "/api/big").await,
+        [413],
+        "one line, with the status the client got"
+    );
 }
 
 #[tokio::test]
@@ -1869,23 +1873,11 @@ async fn an_h2_body_refused_mid_request_is_logged_with_the_status_sent() {
         .expect("answer in time")
         .unwrap();
     assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let logged = support::eventually(support::STEP, || async {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(path, _)| path == "/api/big")
-    })
-    .await;
-    assert!(logged, "no line: {:?}", lines.lock().unwrap());
-    let statuses: Vec<u64> = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(path, _)| path == "/api/big")
-        .map(|(_, status)| *status)
-        .collect();
-    assert_eq!(statuses, [413], "one line, with the status the client got");
+    assert_eq!(
+        logged_statuses(&lines, "/api/big").await,
+        [413],
+        "one line, with the status the client got"
+    );
 }
 
 /// Access-log lines as weir's own JSON formatter writes them, emitted on

@@ -131,15 +131,12 @@ tls = {{ ca = "ca.pem" }}
             addr.port()
         )))
         .await;
-    let mut reply = get(w.addr("web"), "/").await;
     // The name resolves just after start.
-    for _ in 0..50 {
-        if reply.status != 503 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        reply = get(w.addr("web"), "/").await;
-    }
+    support::eventually(std::time::Duration::from_secs(5), || async {
+        get(w.addr("web"), "/").await.status != 503
+    })
+    .await;
+    let reply = get(w.addr("web"), "/").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
