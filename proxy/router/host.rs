@@ -41,14 +41,19 @@ pub fn normalize(raw: &str) -> Option<Cow<'_, str>> {
     // `end` is at an ASCII byte (or the end), so on a character boundary.
     let host = &raw[..end];
     let host = host.strip_suffix('.').unwrap_or(host);
-    let valid = !host.is_empty()
-        && host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-        });
-    if !valid {
+    if host.is_empty() {
         return None;
     }
-    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+    // One pass checks the characters and looks for capitals.
+    let mut upper = false;
+    for b in host.bytes() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'[' | b']' | b':' => {}
+            b'A'..=b'Z' => upper = true,
+            _ => return None,
+        }
+    }
+    Some(if upper {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
         Cow::Borrowed(host)

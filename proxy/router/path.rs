@@ -60,7 +60,11 @@ pub fn has_dot_segment(path: &str) -> bool {
 
 /// `path` with each run of slashes made one, when it has such a run.
 pub fn merge_slashes(path: &str) -> Option<String> {
-    if !path.contains("//") {
+    // A byte scan: `str::contains` sets up a substring searcher, which costs
+    // more than the whole of a short path. `/` is never part of a longer
+    // UTF-8 sequence, so comparing bytes is safe.
+    let doubled = |pair: &[u8]| pair == b"//";
+    if !path.as_bytes().windows(2).any(doubled) {
         return None;
     }
     let mut merged = String::with_capacity(path.len());
