@@ -160,6 +160,56 @@ endpoints = ["{}"]
     );
 }
 
+/// Every backend down by its active checks: the 503's `Retry-After` is the
+/// time the soonest of them needs to come back, `interval x healthy`
+/// (10 x 200 ms for blue, 10 x 300 ms for green: 2 s), not a fixed figure.
+#[tokio::test]
+async fn every_backend_down_by_checks_says_when_to_retry() {
+    let blue = up("blue").await;
+    let green = up("green").await;
+    let check = |interval: &str| {
+        format!(
+            r#"health = {{ path = "/health", interval = "{interval}", timeout = "500ms", healthy = 10, unhealthy = 1 }}"#
+        )
+    };
+    let config = support::config(&format!(
+        r#"
+[[routes]]
+path = "/"
+backends = [{{ service = "blue" }}, {{ service = "green" }}]
+
+[services.blue]
+endpoints = ["{}"]
+{}
+
+[services.green]
+endpoints = ["{}"]
+{}
+"#,
+        blue.addr,
+        check("200ms"),
+        green.addr,
+        check("300ms"),
+    ));
+    let w = weir().start(&config).await;
+    let web = w.addr("web");
+    assert_eq!(get(web, "/").await.status, 200);
+
+    blue.healthy.store(false, Ordering::Relaxed);
+    green.healthy.store(false, Ordering::Relaxed);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get(web, "/").await.status == 503
+        })
+        .await,
+        "every backend down must answer 503"
+    );
+    let reply = get(web, "/").await;
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.header("weir-error"), Some("no-healthy-backend"));
+    assert_eq!(reply.header("retry-after"), Some("2"), "{reply:?}");
+}
+
 /// `healthy` of the first endpoint of the first service in `/status`.
 async fn endpoint_healthy(admin: SocketAddr) -> bool {
     let status: serde_json::Value =

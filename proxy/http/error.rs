@@ -17,16 +17,19 @@ pub enum Reject {
     MethodNotAllowed,
     /// A file could not be read; details go to the log, not the client.
     Internal,
-    /// Every backend of the route has weight 0.
-    NoBackend,
+    /// Every backend of the route has weight 0, or none of those weighted
+    /// has a healthy endpoint; retry after N seconds (when one is expected
+    /// back, see `upstream::failover::retry_after`).
+    NoBackend(u64),
     /// The route points at a service and proxying is not built yet.
     NotImplemented,
     /// `Content-Length` over `max_body_bytes`.
     BodyTooLarge,
     /// The request is not something a route can be chosen for.
     BadRequest,
-    /// The route's service has no healthy endpoint left to try.
-    NoHealthyEndpoint,
+    /// The route's service has no healthy endpoint left to try; retry
+    /// after N seconds (as for `NoBackend`).
+    NoHealthyEndpoint(u64),
     /// No connection to the upstream could be made.
     UpstreamConnect,
     /// The upstream failed before sending a response head.
@@ -48,10 +51,10 @@ impl Reject {
             Reject::BadPath => StatusCode::BAD_REQUEST,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Reject::NoBackend | Reject::NotImplemented => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::NoBackend(_) | Reject::NotImplemented => StatusCode::SERVICE_UNAVAILABLE,
             Reject::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::BadRequest => StatusCode::BAD_REQUEST,
-            Reject::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::NoHealthyEndpoint(_) => StatusCode::SERVICE_UNAVAILABLE,
             Reject::UpstreamConnect | Reject::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Reject::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reject::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -68,11 +71,11 @@ impl Reject {
             Reject::BadPath => "bad-path",
             Reject::MethodNotAllowed => "method-not-allowed",
             Reject::Internal => "io",
-            Reject::NoBackend => "no-healthy-backend",
+            Reject::NoBackend(_) => "no-healthy-backend",
             Reject::NotImplemented => "not-implemented",
             Reject::BodyTooLarge => "body-too-large",
             Reject::BadRequest => "bad-request",
-            Reject::NoHealthyEndpoint => "no-healthy-endpoint",
+            Reject::NoHealthyEndpoint(_) => "no-healthy-endpoint",
             Reject::UpstreamConnect => "upstream-connect-failed",
             Reject::UpstreamFailed => "upstream-failed",
             Reject::UpstreamTimeout => "upstream-timeout",
@@ -84,10 +87,10 @@ impl Reject {
 
     fn retry_after(self) -> Option<HeaderValue> {
         match self {
-            Reject::NoBackend | Reject::NotImplemented | Reject::NoHealthyEndpoint => {
-                Some(HeaderValue::from_static("5"))
-            }
-            Reject::RateLimited(seconds) => Some(HeaderValue::from(seconds.max(1))),
+            Reject::NotImplemented => Some(HeaderValue::from_static("5")),
+            Reject::NoBackend(seconds)
+            | Reject::NoHealthyEndpoint(seconds)
+            | Reject::RateLimited(seconds) => Some(HeaderValue::from(seconds.max(1))),
             _ => None,
         }
     }

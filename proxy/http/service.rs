@@ -216,7 +216,7 @@ async fn dispatch<B: RequestBody>(
         &req.headers,
     ) else {
         *picked = Some((route.clone(), usize::MAX));
-        return (Reject::NoBackend.response(), None);
+        return (no_backend(&route.split), None);
     };
     let backend = choice.backend();
     // Only the split's pick (re)pins a client; a forced or pinned choice
@@ -254,6 +254,22 @@ async fn dispatch<B: RequestBody>(
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     (response, upstream)
+}
+
+/// The 503 of a route none of whose backends can take the request, with
+/// the seconds until a weighted one is expected to have an endpoint back.
+#[cold]
+fn no_backend(split: &crate::balancer::split::Split) -> Response<Body> {
+    let weighted = split
+        .backends()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| match &b.target {
+            Target::Service(service) if split.weight(i) > 0 => Some(&**service),
+            _ => None,
+        });
+    let seconds = crate::upstream::failover::retry_after(weighted, Instant::now());
+    Reject::NoBackend(seconds).response()
 }
 
 /// `uri` with its path replaced by `path` (the query kept).

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::outlier;
 
@@ -68,7 +68,24 @@ impl Endpoint {
     pub fn is_ejected(&self, now: Instant) -> bool {
         match self.ejected_until.load(Ordering::Relaxed) {
             0 => false,
-            n => now < epoch() + std::time::Duration::from_nanos(n - 1),
+            n => now < epoch() + Duration::from_nanos(n - 1),
+        }
+    }
+
+    /// How long from `now` until the balancer may pick it again: zero when
+    /// it may now; else the rest of its ejection, and at least `recovery`
+    /// (what its active checks need to bring it back) while they have it
+    /// down. `None` when it is down by checks and `recovery` is unknown.
+    /// For the `Retry-After` of a 503 only: never on the request path.
+    pub fn back_in(&self, now: Instant, recovery: Option<Duration>) -> Option<Duration> {
+        let ejected = match self.ejected_until.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            n => (epoch() + Duration::from_nanos(n - 1)).saturating_duration_since(now),
+        };
+        if self.checked_healthy() {
+            Some(ejected)
+        } else {
+            recovery.map(|recovery| recovery.max(ejected))
         }
     }
 
@@ -94,7 +111,6 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn ejection_and_checks_both_gate_health() {
@@ -111,5 +127,25 @@ mod tests {
         e.set_ejected_until(None);
         e.healthy.store(false, Ordering::Relaxed);
         assert!(!e.is_healthy() && !e.is_ejected(now));
+    }
+
+    #[test]
+    fn back_in_is_the_rest_of_the_ejection_or_the_checks_recovery() {
+        let e = Endpoint::new("127.0.0.1:1".parse().unwrap());
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        let checks = Some(s(4));
+        assert_eq!(e.back_in(now, checks), Some(Duration::ZERO), "healthy now");
+        e.set_ejected_until(Some(now + s(30)));
+        assert_eq!(e.back_in(now, checks), Some(s(30)));
+        assert_eq!(e.back_in(now + s(10), None), Some(s(20)));
+        assert_eq!(e.back_in(now + s(31), None), Some(Duration::ZERO), "ended");
+        // Down by checks too: whichever takes longer.
+        e.healthy.store(false, Ordering::Relaxed);
+        assert_eq!(e.back_in(now, checks), Some(s(30)));
+        assert_eq!(e.back_in(now + s(28), checks), Some(s(4)));
+        e.set_ejected_until(None);
+        assert_eq!(e.back_in(now, checks), Some(s(4)));
+        assert_eq!(e.back_in(now, None), None, "no checks to bring it back");
     }
 }

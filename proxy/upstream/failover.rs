@@ -24,10 +24,21 @@
 //!
 //! Without a `failover` section a service uses `min_healthy = 0.7` and
 //! fails back at once (`failback_after = 0`).
+//!
+//! When no region has an endpoint to pick, the 503 says in `Retry-After`
+//! when one can be expected back ([`retry_after`]).
 
 use std::time::{Duration, Instant};
 
+use super::{Region, Service, health};
 use crate::config::schema;
+
+/// `Retry-After` seconds when nothing says when an endpoint comes back (no
+/// endpoints, or endpoints down by checks the service no longer runs).
+pub const RETRY_AFTER_UNKNOWN: u64 = 5;
+
+/// The longest `Retry-After` given, however far off the return is.
+pub const MAX_RETRY_AFTER: u64 = 60;
 
 pub const DEFAULT_MIN_HEALTHY: f64 = 0.7;
 
@@ -177,6 +188,47 @@ pub fn pick(shares: &[f64], n: u64) -> Option<usize> {
     last
 }
 
+/// `Retry-After` seconds for a 503 of `services` (the route's weighted
+/// backends, or the one service a request went to) having no endpoint to
+/// pick at `now`: until the soonest of their endpoints can be picked again,
+/// rounded up, from 1 to [`MAX_RETRY_AFTER`]; [`RETRY_AFTER_UNKNOWN`] when
+/// none can be foreseen. Reads every endpoint: only for the 503.
+pub fn retry_after<'a>(services: impl IntoIterator<Item = &'a Service>, now: Instant) -> u64 {
+    let soonest = services
+        .into_iter()
+        .filter_map(|service| {
+            let recovery = service.health.as_ref().map(health::recovery);
+            back_in(&service.regions, recovery, now)
+        })
+        .min();
+    soonest.map_or(RETRY_AFTER_UNKNOWN, whole_seconds)
+}
+
+/// How long until the soonest endpoint of `regions` can be picked again
+/// (see [`super::Endpoint::back_in`]; `recovery` is what active checks
+/// need to bring one back, when the service has them).
+pub fn back_in(regions: &[Region], recovery: Option<Duration>, now: Instant) -> Option<Duration> {
+    regions
+        .iter()
+        .filter_map(|region| {
+            let endpoints = region.endpoints.load();
+            endpoints
+                .iter()
+                .filter_map(|e| e.back_in(now, recovery))
+                .min()
+        })
+        .min()
+}
+
+/// `wait` in whole seconds for `Retry-After`: rounded up, never 0, at most
+/// [`MAX_RETRY_AFTER`].
+pub fn whole_seconds(wait: Duration) -> u64 {
+    let up = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0));
+    up.clamp(1, MAX_RETRY_AFTER)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,5 +360,62 @@ mod tests {
         // Any run of ten requests already splits close to the shares.
         let first: usize = (0..10).filter(|&n| pick(&shares, n) == Some(1)).count();
         assert!((2..=4).contains(&first), "{first}");
+    }
+
+    #[test]
+    fn whole_seconds_round_up_within_bounds() {
+        let ms = Duration::from_millis;
+        let table = [
+            (0, 1),
+            (1, 1),
+            (999, 1),
+            (1000, 1),
+            (1001, 2),
+            (29_400, 30),
+            (30_000, 30),
+            (60_000, 60),
+            (60_001, 60),
+            (300_000, 60),
+        ];
+        for (wait, want) in table {
+            assert_eq!(whole_seconds(ms(wait)), want, "{wait} ms");
+        }
+        assert_eq!(whole_seconds(Duration::MAX), MAX_RETRY_AFTER);
+    }
+
+    /// Over real endpoints: the soonest return among every region wins; an
+    /// endpoint down by checks counts only when checks will bring it back.
+    #[test]
+    fn back_in_is_the_soonest_return_in_any_region() {
+        use std::sync::atomic::Ordering;
+        let region = |name: &str, ports: &[u16]| {
+            let addrs = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            Region::new(name, addrs, Default::default())
+        };
+        let regions = [region("a", &[1, 2]), region("b", &[3])];
+        let endpoints: Vec<_> = regions
+            .iter()
+            .flat_map(|r| r.endpoints.load_full().to_vec())
+            .collect();
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        for (e, secs) in endpoints.iter().zip([40, 25, 90]) {
+            e.set_ejected_until(Some(now + s(secs)));
+        }
+        assert_eq!(back_in(&regions, None, now), Some(s(25)));
+        assert_eq!(back_in(&regions, None, now + s(10)), Some(s(15)));
+        // The soonest one is down by checks as well: 40 s for the next.
+        endpoints[1].healthy.store(false, Ordering::Relaxed);
+        assert_eq!(back_in(&regions, None, now), Some(s(40)));
+        assert_eq!(back_in(&regions, Some(s(30)), now), Some(s(30)));
+        // All down by checks, none ejected.
+        for e in &endpoints {
+            e.set_ejected_until(None);
+            e.healthy.store(false, Ordering::Relaxed);
+        }
+        assert_eq!(back_in(&regions, Some(s(3)), now), Some(s(3)));
+        assert_eq!(back_in(&regions, None, now), None);
+        // No endpoints at all: nothing to foresee.
+        assert_eq!(back_in(&[region("empty", &[])], Some(s(3)), now), None);
     }
 }

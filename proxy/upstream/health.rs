@@ -64,6 +64,12 @@ impl Counter {
     }
 }
 
+/// About how long the checks of `check` take to bring a down endpoint
+/// back: `healthy` passes in a row, one per `interval` (jitter aside).
+pub fn recovery(check: &Health) -> Duration {
+    check.interval.0.saturating_mul(check.healthy.max(1))
+}
+
 /// Checks every endpoint of `service` until `stop` turns true.
 pub async fn watch(
     service: Arc<Service>,
@@ -235,5 +241,21 @@ mod tests {
         let mut c = Counter::default();
         assert_eq!(c.record(false, t), Some(false));
         assert_eq!(c.record(true, t), Some(true));
+    }
+
+    #[test]
+    fn recovery_is_healthy_intervals() {
+        use crate::config::units::Duration as Every;
+        let check = |interval_ms: u64, healthy: u32| Health {
+            path: "/health".into(),
+            interval: Every(Duration::from_millis(interval_ms)),
+            timeout: Every(Duration::from_secs(1)),
+            healthy,
+            unhealthy: 3,
+        };
+        assert_eq!(recovery(&check(2000, 2)), Duration::from_secs(4));
+        assert_eq!(recovery(&check(200, 10)), Duration::from_secs(2));
+        // A threshold of 0 acts as 1, as in `Counter::record`.
+        assert_eq!(recovery(&check(500, 0)), Duration::from_millis(500));
     }
 }

@@ -192,7 +192,7 @@ pub async fn proxy<B: RequestBody>(
     };
 
     let Some(mut region) = service.pick_region() else {
-        return (Reject::NoHealthyEndpoint.response(), None);
+        return (no_healthy_endpoint(service), None);
     };
     let mut endpoints = region.endpoints.load_full();
     // Retries pick from a cursor of their own, so the shared one moves once
@@ -325,12 +325,19 @@ pub async fn proxy<B: RequestBody>(
     }
     match last {
         Some(failure) => (failure.reject().response(), None),
-        None => (Reject::NoHealthyEndpoint.response(), None),
+        None => (no_healthy_endpoint(service), None),
     }
 }
 
-/// The first region in priority order, other than `current`, with a
-/// healthy endpoint not in `tried`.
+/// The 503 of a request that found no endpoint of `service` to try, with
+/// the seconds until one is expected back.
+#[cold]
+fn no_healthy_endpoint(service: &Service) -> Response<Body> {
+    let now = std::time::Instant::now();
+    let seconds = super::failover::retry_after([service], now);
+    Reject::NoHealthyEndpoint(seconds).response()
+}
+
 /// A Host field's value for `authority`: host and port, without userinfo.
 fn authority_host(authority: &Authority) -> Option<HeaderValue> {
     let text = authority.as_str();
@@ -338,6 +345,8 @@ fn authority_host(authority: &Authority) -> Option<HeaderValue> {
     HeaderValue::from_str(text).ok()
 }
 
+/// The first region in priority order, other than `current`, with a
+/// healthy endpoint not in `tried`.
 fn next_region<'a>(
     service: &'a Service,
     current: &super::Region,
