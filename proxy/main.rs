@@ -5,14 +5,17 @@ use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use rustls::sign::CertifiedKey;
 use tokio::signal::unix::{SignalKind, signal};
 
 use weir::app::Server;
 use weir::config::{self, ConfigError, Document};
 use weir::telemetry::announce::{self, Listening};
-use weir::tls::selfsigned::{PemFiles, SelfSigned};
+use weir::tls::certs::MemoryCerts;
+use weir::tls::selfsigned::SelfSigned;
 
 mod allocator;
 
@@ -51,7 +54,7 @@ enum Command {
         #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
         listen: Option<SocketAddr>,
         /// Serve HTTPS (h2 and http/1.1) with a fresh self-signed certificate
-        /// for localhost; its SHA-256 fingerprint is printed.
+        /// for localhost, held only in memory; its SHA-256 fingerprint is printed.
         #[arg(long)]
         tls: bool,
     },
@@ -101,19 +104,18 @@ fn main() -> ExitCode {
                 };
             }
             let listen = listen.unwrap_or(SERVE_TLS_LISTEN);
-            // The config names certificates by file: the pair goes into a
-            // private temporary directory that lives as long as `files`.
-            let (fingerprint, files) = match SelfSigned::generate().and_then(|cert| {
-                let files = cert.write_private()?;
-                Ok((cert.fingerprint(), files))
-            }) {
+            // The pair stays in memory: the listener gets it from the
+            // document, not from a file.
+            let (fingerprint, certified) = match SelfSigned::generate()
+                .and_then(|cert| Ok((cert.fingerprint(), cert.certified_key()?)))
+            {
                 Ok(made) => made,
                 Err(e) => {
                     eprintln!("weir: {e}");
                     return ExitCode::from(RUNTIME_ERROR);
                 }
             };
-            match serve_document(&dir, listen, Some(&files)) {
+            match serve_document(&dir, listen, Some(certified)) {
                 Ok(doc) => run(doc, Some(serving(Some(fingerprint)))),
                 Err(e) => config_failed(&e),
             }
@@ -171,33 +173,40 @@ const SERVE_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST)
 /// `weir serve --tls` listens here unless `--listen` says otherwise.
 const SERVE_TLS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8443);
 
-/// `weir serve`: one listener (TLS with `cert` when given), one site with
-/// SPA fallback, admin on an ephemeral port so several can run side by side.
+/// The name of `weir serve`'s one listener.
+const SERVE_LISTENER: &str = "serve";
+
+/// `weir serve`: one listener (TLS with `cert`, held in memory, when given),
+/// one site with SPA fallback, admin on an ephemeral port so several can run
+/// side by side.
 fn serve_document(
     dir: &Path,
     listen: SocketAddr,
-    cert: Option<&PemFiles>,
+    cert: Option<Arc<CertifiedKey>>,
 ) -> Result<Document, ConfigError> {
-    let tls = cert.map_or_else(String::new, |files| {
-        format!(
-            "[listeners.tls]\ncerts = [{{ cert = {cert}, key = {key} }}]\n",
-            cert = toml_string(&files.cert().to_string_lossy()),
-            key = toml_string(&files.key().to_string_lossy()),
-        )
-    });
+    let mut memory_certs = MemoryCerts::default();
+    let tls = match cert {
+        Some(cert) => {
+            memory_certs.add(SERVE_LISTENER, cert);
+            "[listeners.tls]\ncerts = []\n"
+        }
+        None => "",
+    };
     let text = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [[listeners]]\nname = \"serve\"\nbind = [{listen}]\n{tls}\
+         [[listeners]]\nname = {name}\nbind = [{listen}]\n{tls}\
          [[routes]]\npath = \"/\"\nbackends = [{{ site = \"serve\" }}]\n\
          [sites.serve]\nroot = {root}\nspa = true\nprecompressed = [\"br\", \"zstd\", \"gzip\"]\n",
+        name = toml_string(SERVE_LISTENER),
         listen = toml_string(&listen.to_string()),
         root = toml_string(&dir.to_string_lossy()),
     );
-    config::load_str(
+    config::load_str_with_certs(
         &text,
         Path::new("<serve>"),
         config::Format::Toml,
         PathBuf::from("."),
+        memory_certs,
     )
 }
 

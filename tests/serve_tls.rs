@@ -14,7 +14,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -53,12 +53,13 @@ struct Weir {
 
 impl Weir {
     /// Starts `weir serve DIR --tls --listen 127.0.0.1:0` and reads its announcement.
-    /// `tmpdir` becomes its TMPDIR, where the key files go: a weir killed by the
-    /// guard has no chance to remove them, the test's `TempDir` does.
-    fn start(dir: &Path, tmpdir: &Path) -> Weir {
+    /// `scratch` is its TMPDIR and working directory: a fresh empty directory, where
+    /// any file weir wrote (it must write none) would be found.
+    fn start(dir: &Path, scratch: &Path) -> Weir {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
         cmd.env_remove("WEIR_LOG")
-            .env("TMPDIR", tmpdir)
+            .env("TMPDIR", scratch)
+            .current_dir(scratch)
             .arg("serve")
             .arg(dir)
             .args(["--tls", "--listen", "127.0.0.1:0"]);
@@ -140,27 +141,6 @@ impl Weir {
             self.stderr()
         )
     }
-
-    /// SIGTERM, then the exit status, bounded by `PATIENCE`.
-    fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "weir did not exit after SIGTERM\nstderr:\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 impl Drop for Weir {
@@ -170,7 +150,8 @@ impl Drop for Weir {
     }
 }
 
-/// A site directory with `index.html`, and a directory for weir's TMPDIR.
+/// A site directory with `index.html`, and an empty one for weir's TMPDIR and
+/// working directory.
 fn site() -> (tempfile::TempDir, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("index.html"), INDEX).expect("write index.html");
@@ -320,8 +301,8 @@ async fn get_h1(stream: TlsStream<TcpStream>, paths: &[&str]) -> Vec<(u16, Strin
 
 #[tokio::test]
 async fn pinned_client_gets_the_site_over_http11_and_h2() {
-    let (site, tmp) = site();
-    let weir = Weir::start(site.path(), tmp.path());
+    let (site, scratch) = site();
+    let weir = Weir::start(site.path(), scratch.path());
 
     let pairs: Vec<&str> = weir.fingerprint.split(':').collect();
     assert_eq!(pairs.len(), 32, "fingerprint {:?}", weir.fingerprint);
@@ -373,8 +354,8 @@ async fn pinned_client_gets_the_site_over_http11_and_h2() {
 
 #[tokio::test]
 async fn a_client_pinned_to_another_fingerprint_is_refused() {
-    let (site, tmp) = site();
-    let weir = Weir::start(site.path(), tmp.path());
+    let (site, scratch) = site();
+    let weir = Weir::start(site.path(), scratch.path());
 
     // The printed fingerprint with its last pair changed.
     let (head, last) = weir.fingerprint.rsplit_once(':').unwrap();
@@ -403,9 +384,9 @@ async fn a_client_pinned_to_another_fingerprint_is_refused() {
 
 #[tokio::test]
 async fn every_run_has_a_fresh_certificate() {
-    let (site, tmp) = site();
-    let first = Weir::start(site.path(), tmp.path());
-    let second = Weir::start(site.path(), tmp.path());
+    let (site, scratch) = site();
+    let first = Weir::start(site.path(), scratch.path());
+    let second = Weir::start(site.path(), scratch.path());
     assert_ne!(first.fingerprint, second.fingerprint);
 
     // Each serves its own certificate, not the other's.
@@ -418,28 +399,47 @@ async fn every_run_has_a_fresh_certificate() {
     }
 }
 
-#[cfg(unix)]
-#[tokio::test]
-async fn key_files_are_private_and_removed_on_exit() {
-    use std::os::unix::fs::PermissionsExt;
-
-    let (site, tmp) = site();
-    let mut weir = Weir::start(site.path(), tmp.path());
-
-    let entries: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    let dir = &entries[0];
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(dir), 0o700, "{}", dir.display());
-    for file in std::fs::read_dir(dir).unwrap() {
-        let file = file.unwrap().path();
-        assert_eq!(mode(&file), 0o600, "{}", file.display());
+/// Everything under `dir`, as paths relative to it.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(next) = todo.pop() {
+        for entry in std::fs::read_dir(&next).expect("read_dir") {
+            let path = entry.expect("dir entry").path();
+            found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() {
+                todo.push(path);
+            }
+        }
     }
+    found.sort();
+    found
+}
 
-    assert!(weir.terminate().success(), "stderr:\n{}", weir.stderr());
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+#[tokio::test]
+async fn the_certificate_lives_only_in_memory() {
+    let (site, scratch) = site();
+    let mut weir = Weir::start(site.path(), scratch.path());
+
+    // HTTPS works with the certificate whose fingerprint was printed...
+    let stream = connect(weir.addr, &pinned(&weir.fingerprint, &[b"http/1.1"]))
+        .await
+        .expect("handshake with the pinned certificate");
+    let served = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("a certificate")[0]
+        .clone();
+    assert_eq!(sha256_pairs(&served), weir.fingerprint);
+    assert_eq!(get_h1(stream, &["/"]).await, vec![(200, INDEX.to_owned())]);
+
+    // ...and no file holds it: not in TMPDIR, the working directory or the site.
+    assert_eq!(tree(scratch.path()), Vec::<String>::new(), "TMPDIR and cwd");
+    assert_eq!(tree(site.path()), vec!["index.html".to_owned()], "the site");
+
+    // Nor after a kill that leaves weir no chance to clean up.
+    weir.child.kill().expect("SIGKILL");
+    weir.child.wait().expect("wait");
+    assert_eq!(tree(scratch.path()), Vec::<String>::new(), "after SIGKILL");
 }

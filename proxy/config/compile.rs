@@ -1,6 +1,8 @@
 //! The one bridge from the file's schema to the runtime `Snapshot`: sites,
 //! services, routes with their weighted backends, listeners with their
-//! certificates. Runs after `validate`, so references are known to exist.
+//! certificates (loaded from the files the config names, then those the
+//! document holds in memory). Runs after `validate`, so references are
+//! known to exist.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -166,6 +168,7 @@ pub fn compile(
                         )),
                     }
                 }
+                certs.extend_from_slice(doc.memory_certs.of(&listener.name));
                 match crate::tls::server_config(certs.clone(), tls.min_version) {
                     Ok(server_config) => Some(TlsSpec {
                         certs,

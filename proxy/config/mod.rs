@@ -16,6 +16,8 @@ pub use compile::compile;
 pub use error::{ConfigError, Diagnostic};
 pub use source::Format;
 
+use crate::tls::certs::MemoryCerts;
+
 /// A parsed and validated config file, ready to compile.
 #[derive(Debug)]
 pub struct Document {
@@ -24,6 +26,9 @@ pub struct Document {
     /// Directory that relative paths in the config are resolved against.
     pub base: PathBuf,
     pub config: schema::Config,
+    /// Certificates served from memory beside those `config` names by file
+    /// (`weir serve --tls`); empty for a config loaded from text or a file.
+    pub memory_certs: MemoryCerts,
 }
 
 /// Reads, parses and validates a config file (TOML or YAML by extension).
@@ -52,9 +57,22 @@ pub fn load_str(
     format: Format,
     base: PathBuf,
 ) -> Result<Document, ConfigError> {
+    load_str_with_certs(text, file, format, base, MemoryCerts::default())
+}
+
+/// Like [`load_str`], with certificates that live only in memory for some
+/// TLS listeners: a listener that has some there needs none in its
+/// `tls.certs`, and every listener named there must have `[listeners.tls]`.
+pub fn load_str_with_certs(
+    text: &str,
+    file: &Path,
+    format: Format,
+    base: PathBuf,
+    memory_certs: MemoryCerts,
+) -> Result<Document, ConfigError> {
     let (config, locator) =
         source::parse(file, text, format).map_err(|d| ConfigError::Invalid(vec![d]))?;
-    let errors = validate::validate(&config, &locator, &base);
+    let errors = validate::validate(&config, &locator, &base, &memory_certs);
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
     }
@@ -62,6 +80,7 @@ pub fn load_str(
         file: None,
         base,
         config,
+        memory_certs,
     })
 }
 

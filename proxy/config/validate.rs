@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::error::Diagnostic;
 use super::schema::{Config, Route, Service, UpstreamTls};
 use super::source::Locator;
+use crate::tls::certs::MemoryCerts;
 
 /// Resolves a config-relative path against the config file's directory.
 pub fn resolve(base: &Path, path: &Path) -> PathBuf {
@@ -24,6 +25,8 @@ pub const MIN_HEADER_BYTES: u64 = 8 * 1024;
 struct Check<'a> {
     locator: &'a Locator,
     base: &'a Path,
+    /// Certificates the caller holds in memory, by listener.
+    memory_certs: &'a MemoryCerts,
     errors: Vec<Diagnostic>,
 }
 
@@ -34,11 +37,18 @@ impl Check<'_> {
     }
 }
 
-/// Checks `config`; relative paths are taken from `base`. Empty = valid.
-pub fn validate(config: &Config, locator: &Locator, base: &Path) -> Vec<Diagnostic> {
+/// Checks `config`; relative paths are taken from `base`, and a TLS
+/// listener's certificates include its `memory_certs`. Empty = valid.
+pub fn validate(
+    config: &Config,
+    locator: &Locator,
+    base: &Path,
+    memory_certs: &MemoryCerts,
+) -> Vec<Diagnostic> {
     let mut check = Check {
         locator,
         base,
+        memory_certs,
         errors: Vec::new(),
     };
     admin_and_runtime(&mut check, config);
@@ -149,7 +159,7 @@ fn listeners(check: &mut Check<'_>, config: &Config) {
             {
                 check.error(format!("{at}.tls.hsts"), "not a valid header value");
             }
-            if tls.certs.is_empty() {
+            if tls.certs.is_empty() && check.memory_certs.of(&listener.name).is_empty() {
                 check.error(
                     format!("{at}.tls.certs"),
                     "a TLS listener needs at least one certificate",
@@ -172,6 +182,19 @@ fn listeners(check: &mut Check<'_>, config: &Config) {
                     check.error(format!("{at}.tls.certs[{j}].{field}"), e.to_string());
                 }
             }
+        }
+    }
+    let memory_certs = check.memory_certs;
+    for name in memory_certs.listeners() {
+        if !config
+            .listeners
+            .iter()
+            .any(|l| l.name == name && l.tls.is_some())
+        {
+            check.error(
+                "listeners",
+                format!("certificates held in memory for listener {name:?}, which has no [listeners.tls]"),
+            );
         }
     }
 }

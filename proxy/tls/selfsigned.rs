@@ -2,14 +2,13 @@
 //! certificate for localhost (`localhost`, `127.0.0.1`, `::1`), made in
 //! memory at start, identified to the operator by its SHA-256 fingerprint.
 //!
-//! The config schema names certificates by file, so [`SelfSigned::write_private`]
-//! puts the PEM pair in a private directory (mode 0700, files 0600, created
-//! fresh under the system temporary directory) that is removed again when its
-//! guard drops. The private key is never printed: `Debug` leaves it out.
+//! The pair lives only in memory: `weir serve` hands
+//! [`SelfSigned::certified_key`] to its listener through
+//! [`super::certs::MemoryCerts`], so no file holding the key is ever written
+//! (and none can outlive a killed process). The private key is never
+//! printed: `Debug` leaves it out.
 
 use std::fmt;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
@@ -27,14 +26,11 @@ pub enum SelfSignedError {
     Generate(#[from] rcgen::Error),
     #[error("cannot use the self-signed certificate: {0}")]
     Load(#[from] rustls::Error),
-    #[error("cannot write the self-signed certificate to a private temporary directory: {0}")]
-    Write(#[from] std::io::Error),
 }
 
 /// A certificate and its private key, both in memory.
 pub struct SelfSigned {
     cert_der: CertificateDer<'static>,
-    cert_pem: String,
     key: KeyPair,
 }
 
@@ -60,7 +56,6 @@ impl SelfSigned {
         let cert = params.self_signed(&key)?;
         Ok(SelfSigned {
             cert_der: cert.der().clone(),
-            cert_pem: cert.pem(),
             key,
         })
     }
@@ -82,21 +77,6 @@ impl SelfSigned {
             CertifiedKey::from_der(vec![self.cert_der.clone()], key, &super::certs::provider())?;
         Ok(Arc::new(certified))
     }
-
-    /// Writes `cert.pem` and `key.pem` into a new private directory under
-    /// `std::env::temp_dir()`; the directory goes away when the guard drops.
-    pub fn write_private(&self) -> std::io::Result<PemFiles> {
-        let dir = private_dir(&std::env::temp_dir())?;
-        let files = PemFiles {
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-            dir,
-        };
-        // On failure `files` drops and takes the half-written directory with it.
-        write_private_file(&files.cert, self.cert_pem.as_bytes())?;
-        write_private_file(&files.key, self.key.serialize_pem().as_bytes())?;
-        Ok(files)
-    }
 }
 
 /// SHA-256 of `der`, as uppercase hex pairs joined by `:`.
@@ -104,64 +84,6 @@ pub fn fingerprint(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
     let pairs: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
     pairs.join(":")
-}
-
-/// A certificate and key on disk in a private directory, removed on drop.
-#[derive(Debug)]
-pub struct PemFiles {
-    dir: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl PemFiles {
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-    pub fn cert(&self) -> &Path {
-        &self.cert
-    }
-    pub fn key(&self) -> &Path {
-        &self.key
-    }
-}
-
-impl Drop for PemFiles {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A directory no one else can read, with a name no one could have guessed;
-/// creating (never reusing) it means no one else could have prepared it.
-fn private_dir(parent: &Path) -> std::io::Result<PathBuf> {
-    let mut last = None;
-    for _ in 0..16 {
-        let dir = parent.join(format!(
-            "weir-serve-{}-{:016x}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let mut builder = std::fs::DirBuilder::new();
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        match builder.create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
-}
-
-fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
 }
 
 #[cfg(test)]
@@ -198,24 +120,5 @@ mod tests {
             SelfSigned::generate().unwrap(),
         );
         assert_ne!(a.fingerprint(), b.fingerprint());
-    }
-
-    #[test]
-    fn pem_files_are_private_load_and_go_away() {
-        let ss = SelfSigned::generate().unwrap();
-        let files = ss.write_private().unwrap();
-        let loaded = crate::tls::certs::load_pair(files.cert(), files.key()).unwrap();
-        assert_eq!(loaded.cert[0], *ss.cert_der());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode(files.dir()), 0o700);
-            assert_eq!(mode(files.key()), 0o600);
-            assert_eq!(mode(files.cert()), 0o600);
-        }
-        let dir = files.dir().to_owned();
-        drop(files);
-        assert!(!dir.exists());
     }
 }
