@@ -1298,6 +1298,36 @@ async fn unencoded_json_is_compressed_for_clients_that_accept_it() {
     );
 }
 
+/// An upstream's error page is compressed as its 200s are (403 and 404, as
+/// nginx's gzip does); other statuses pass as they came.
+#[tokio::test]
+async fn an_upstream_error_page_is_compressed_too() {
+    let page = format!("<html><body>{}</body></html>", "not here. ".repeat(500));
+    for (status, compressed) in [(404, true), (403, true), (500, false), (201, false)] {
+        let reply = fetched_accepting_br(
+            Upstream::echo()
+                .status(status)
+                .body(page.clone())
+                .header("content-type", "text/html"),
+        )
+        .await;
+        assert_eq!(reply.status.as_u16(), status, "{}", reply.text());
+        let coding = reply.header("content-encoding");
+        if !compressed {
+            assert_eq!(coding, None, "{status}: {:?}", reply.headers);
+            assert!(reply.body == page.as_bytes(), "{status}: body changed");
+            continue;
+        }
+        assert_eq!(coding, Some("br"), "{status}: {:?}", reply.headers);
+        let mut decoded = Vec::new();
+        async_compression::tokio::bufread::BrotliDecoder::new(&reply.body[..])
+            .read_to_end(&mut decoded)
+            .await
+            .expect("valid brotli");
+        assert!(decoded == page.as_bytes(), "{status}: decodes to the page");
+    }
+}
+
 #[tokio::test]
 async fn an_already_encoded_response_passes_untouched() {
     let encoded: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 256) as u8).collect();

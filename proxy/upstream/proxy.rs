@@ -496,7 +496,9 @@ fn respond(
 }
 
 /// Compress a proxied response when the client accepts it, the upstream did
-/// not encode it, its type pays, it is not a range and not `no-transform`.
+/// not encode it, its type pays, it is not a range and not `no-transform`,
+/// and it is a 200 or an error page a browser shows (403, 404), the
+/// statuses nginx's gzip compresses.
 fn choose_coding(
     headers: &HeaderMap,
     status: http::StatusCode,
@@ -508,7 +510,7 @@ fn choose_coding(
     if accept_encoding.is_empty() {
         return Coding::Identity;
     }
-    let eligible = status == http::StatusCode::OK
+    let eligible = matches!(status.as_u16(), 200 | 403 | 404)
         && !compression.algorithms.is_empty()
         && !headers.contains_key(header::CONTENT_ENCODING)
         && !headers.contains_key(header::CONTENT_RANGE)
