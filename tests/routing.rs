@@ -382,3 +382,40 @@ async fn dot_segments_are_refused_and_repeated_slashes_merged_before_routing() {
     assert_eq!(get(web, "/private/id.txt").await.text(), "b");
     assert_eq!(up.stats.paths(), ["/x/y?q=a//b", "/a..b/x.y"]);
 }
+
+/// weir tunnels nothing: CONNECT, over HTTP/1.1 (authority form) or HTTP/2,
+/// gets 501 naming the reason, even where a catch-all route would take any
+/// path, and never reaches an upstream.
+#[tokio::test]
+async fn connect_is_refused_as_not_implemented() {
+    let up = support::upstream::Upstream::echo().start().await;
+    let w = sites()
+        .start(&config(&format!(
+            "[[routes]]\npath = \"/\"\nbackends = [{{ service = \"app\" }}]\n\n\
+             [services.app]\nendpoints = [\"{}\"]\n\n{}",
+            up.endpoint(),
+            site_tables()
+        )))
+        .await;
+    let web = w.addr("web");
+    let (response, _) = support::raw(
+        web,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 501"), "{response}");
+    assert!(
+        response.contains("weir-error: method-not-implemented"),
+        "{response}"
+    );
+    let connect = http::Request::connect("example.com:443")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let reply = support::send_h2(web, connect).await;
+    assert_eq!(reply.status, 501, "{}", reply.text());
+    assert_eq!(reply.header("weir-error"), Some("method-not-implemented"));
+    // The catch-all still proxies everything else.
+    assert_eq!(get(web, "/x").await.status, 200);
+    assert_eq!(up.stats.paths(), ["/x"]);
+}

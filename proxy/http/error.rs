@@ -21,8 +21,8 @@ pub enum Reject {
     /// has a healthy endpoint; retry after N seconds (when one is expected
     /// back, see `upstream::failover::retry_after`).
     NoBackend(u64),
-    /// The route points at a service and proxying is not built yet.
-    NotImplemented,
+    /// A method weir serves for no resource: CONNECT (it tunnels nothing).
+    MethodNotImplemented,
     /// `Content-Length` over `max_body_bytes`.
     BodyTooLarge,
     /// The request is not something a route can be chosen for.
@@ -51,7 +51,8 @@ impl Reject {
             Reject::BadPath => StatusCode::BAD_REQUEST,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Reject::NoBackend(_) | Reject::NotImplemented => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::NoBackend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::MethodNotImplemented => StatusCode::NOT_IMPLEMENTED,
             Reject::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::BadRequest => StatusCode::BAD_REQUEST,
             Reject::NoHealthyEndpoint(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -72,7 +73,7 @@ impl Reject {
             Reject::MethodNotAllowed => "method-not-allowed",
             Reject::Internal => "io",
             Reject::NoBackend(_) => "no-healthy-backend",
-            Reject::NotImplemented => "not-implemented",
+            Reject::MethodNotImplemented => "method-not-implemented",
             Reject::BodyTooLarge => "body-too-large",
             Reject::BadRequest => "bad-request",
             Reject::NoHealthyEndpoint(_) => "no-healthy-endpoint",
@@ -87,7 +88,6 @@ impl Reject {
 
     fn retry_after(self) -> Option<HeaderValue> {
         match self {
-            Reject::NotImplemented => Some(HeaderValue::from_static("5")),
             Reject::NoBackend(seconds)
             | Reject::NoHealthyEndpoint(seconds)
             | Reject::RateLimited(seconds) => Some(HeaderValue::from(seconds.max(1))),

@@ -159,6 +159,11 @@ async fn dispatch<B: RequestBody>(
     (snapshot, host): (&Snapshot, Option<&str>),
     picked: &mut Option<Picked>,
 ) -> Dispatched {
+    // weir tunnels nothing: a CONNECT (HTTP/1.1's authority form, or
+    // HTTP/2's and HTTP/3's) names no resource a route could take.
+    if req.method == http::Method::CONNECT {
+        return (Reject::MethodNotImplemented.response(), None);
+    }
     // A body known to be empty has no length to look at.
     let too_large = !body.is_end_stream()
         && req

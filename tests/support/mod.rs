@@ -238,8 +238,6 @@ async fn collect(response: Response<hyper::body::Incoming>) -> Reply {
     }
 }
 
-/// Writes `bytes` on a raw connection and reads until the server closes it
-/// (or `wait` passes). Returns what was read and whether it was closed.
 /// An h2c (prior knowledge) connection to `addr`: its sender, and the
 /// task driving it, which ends when the connection closes.
 pub async fn h2c(
@@ -270,6 +268,8 @@ pub async fn first_answer(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
+/// Writes `bytes` on a raw connection and reads until the server closes it
+/// (or `wait` passes). Returns what was read and whether it was closed.
 pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
     let (out, closed) = raw_bytes(addr, bytes, wait).await;
     (String::from_utf8_lossy(&out).into_owned(), closed)
