@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use support::upstream::Upstream;
+use support::upstream::{Scripted, Upstream};
 use support::{Weir, config, weir};
 
 /// The longest one network step (a connect, a response) may take.
@@ -70,6 +70,8 @@ struct Resp {
     /// Names lowercased, in order, repeats kept.
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// The lines of a chunked body's trailer section, as they came.
+    trailers: Vec<String>,
     /// The body came with `Transfer-Encoding: chunked`.
     chunked: bool,
     /// The body was delimited by the connection closing.
@@ -194,6 +196,7 @@ impl Client {
             status,
             headers,
             body: Vec::new(),
+            trailers: Vec::new(),
             chunked: false,
             close_delimited: false,
         };
@@ -206,7 +209,7 @@ impl Client {
                 "unexpected transfer-encoding {te:?}"
             );
             resp.chunked = true;
-            resp.body = self.chunked_body(deadline).await;
+            (resp.body, resp.trailers) = self.chunked_body(deadline).await;
         } else if let Some(len) = resp.header("content-length") {
             let len: usize = len
                 .parse()
@@ -234,7 +237,8 @@ impl Client {
         self.response_to("GET").await
     }
 
-    async fn chunked_body(&mut self, deadline: Instant) -> Vec<u8> {
+    /// The body and the lines of its trailer section.
+    async fn chunked_body(&mut self, deadline: Instant) -> (Vec<u8>, Vec<String>) {
         let mut body = Vec::new();
         loop {
             let line = self.line(deadline, "a chunk size line").await;
@@ -243,8 +247,14 @@ impl Client {
                 .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
             if size == 0 {
                 // Trailer section, up to the empty line.
-                while !self.line(deadline, "the trailer section").await.is_empty() {}
-                return body;
+                let mut trailers = Vec::new();
+                loop {
+                    let line = self.line(deadline, "the trailer section").await;
+                    if line.is_empty() {
+                        return (body, trailers);
+                    }
+                    trailers.push(line);
+                }
             }
             body.extend(self.take(size, deadline, "chunk data").await);
             let crlf = self.take(2, deadline, "the CRLF after chunk data").await;
@@ -690,6 +700,139 @@ async fn chunked_request_body_with_extensions_and_trailers_reaches_upstream_inta
     let next = c.response().await;
     assert_eq!(next.status, 200, "request after the chunked one: {next:?}");
     assert_eq!(next.text(), A_TXT);
+}
+
+// ---------------------------------------------------------------- 5b. trailers
+
+#[tokio::test]
+async fn chunked_request_trailers_reach_the_upstream_in_its_last_chunk() {
+    let up = Scripted::start(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..]).await;
+    let w = start(Some(&up.endpoint()), "").await;
+    let mut c = Client::connect(w.addr("web")).await;
+    let wire = concat!(
+        "POST /api/t HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: x-hop\r\nTrailer: x-checksum, grpc-status\r\n\r\n",
+        "5\r\nhello\r\n",
+        "0\r\nX-Checksum: 42\r\nContent-Length: 99\r\nHost: evil.test\r\nTransfer-Encoding: chunked\r\nX-Hop: 1\r\n",
+        "X-Forwarded-For: 203.0.113.66\r\nGrpc-Status: 0\r\nx-checksum: 43\r\n\r\n",
+    );
+    // Cut inside the trailer section, and between its last CR and LF.
+    let at = wire.find("Host: evil").expect("in wire") + 3;
+    for piece in [
+        &wire[..at],
+        &wire[at..wire.len() - 1],
+        &wire[wire.len() - 1..],
+    ] {
+        c.send(piece).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.send(get("/a.txt")).await;
+    let resp = c.response().await;
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"), "{resp:?}");
+    let requests = up.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let sent = &requests[0];
+    assert!(sent.starts_with("POST /api/t HTTP/1.1\r\n"), "{sent:?}");
+    assert!(
+        sent.ends_with(
+            "\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: 42\r\nx-checksum: 43\r\ngrpc-status: 0\r\n\r\n"
+        ),
+        "the trailers in the last chunk, without framing, routing, hop-by-hop or forwarding fields: {sent:?}"
+    );
+    // The trailer section was the body's, not a request of its own.
+    let next = c.response().await;
+    assert_eq!(
+        (next.status, next.text()),
+        (200, A_TXT.to_owned()),
+        "{next:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_upstreams_chunked_trailers_reach_the_client_after_the_last_chunk() {
+    let up = Scripted::start(
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: x-hop\r\nTrailer: X-Checksum\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 42\r\nX-Hop: 1\r\nContent-Length: 7\r\nKeep-Alive: timeout=5\r\nGrpc-Status: 0\r\n\r\n"[..],
+    )
+    .await;
+    let w = start(Some(&up.endpoint()), "").await;
+    let mut c = Client::connect(w.addr("web")).await;
+    for round in 0..2 {
+        c.send(get("/api/x")).await;
+        let resp = c.response().await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert!(resp.chunked, "{resp:?}");
+        assert_eq!(resp.text(), "hello");
+        assert_eq!(
+            resp.trailers,
+            ["x-checksum: 42", "grpc-status: 0"],
+            "round {round}: {resp:?}"
+        );
+    }
+    assert_eq!(up.connections(), 1, "the upstream connection was reused");
+    // An HTTP/1.0 client's body ends with the close: no place for them.
+    c.send("GET /api/x HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await;
+    let old = c.response().await;
+    assert!(old.close_delimited, "{old:?}");
+    assert_eq!(old.text(), "hello", "{old:?}");
+}
+
+#[tokio::test]
+async fn an_oversized_or_malformed_trailer_section_is_400_and_closes_the_connection() {
+    let big = "a".repeat(10 * 1024);
+    let probes = [
+        (
+            "trailer section over max_header_bytes (8KiB)",
+            format!(
+                "POST /api/t HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Big: {big}\r\n\r\n{SMUGGLED}"
+            ),
+        ),
+        (
+            "trailer line without a colon",
+            format!(
+                "POST /api/t HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nno colon\r\n\r\n{SMUGGLED}"
+            ),
+        ),
+        (
+            "folded trailer line",
+            format!(
+                "POST /api/t HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-A: 1\r\n folded\r\n\r\n{SMUGGLED}"
+            ),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, probe) in &probes {
+        let up = Upstream::echo().start().await;
+        let w = start(
+            Some(&up.endpoint()),
+            "[limits]\nmax_header_bytes = \"8KiB\"",
+        )
+        .await;
+        // The head alone first, so the body is read as it streams on.
+        let mut c = Client::connect(w.addr("web")).await;
+        let head_end = probe.find("\r\n\r\n").expect("head") + 4;
+        c.send(&probe[..head_end]).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.send(&probe[head_end..]).await;
+        let resp = c.response().await;
+        if resp.status != 400 {
+            failures.push(format!("{name}: answered {}, not 400", resp.status));
+        }
+        if let Err(e) = c.closes(CLOSE_WAIT).await {
+            failures.push(format!("{name}: {e}"));
+        }
+        let paths = up.stats.paths();
+        if paths.iter().any(|p| p.contains("smuggled")) {
+            failures.push(format!("{name}: the upstream saw {paths:?}"));
+        }
+        // And whole, read with the head.
+        let (answer, closed) = support::raw(w.addr("web"), probe.as_bytes(), CLOSE_WAIT).await;
+        if !answer.starts_with("HTTP/1.1 400") || !closed || status_lines(&answer) != 1 {
+            failures.push(format!(
+                "{name} (with the head): {answer:?}, closed: {closed}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 // ---------------------------------------------------------------- 6. 100-continue

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use support::upstream::{Upstream, channel_body, dead_endpoint};
+use support::upstream::{Scripted, Upstream, channel_body, dead_endpoint};
 use support::{Reply, Weir, config, get, request, send, send_h2, weir};
 
 /// The longest one network step may take.
@@ -1232,6 +1232,164 @@ async fn websocket_upgrade_passes_bytes_both_ways_until_close() {
         .await,
         "the upstream side ended too"
     );
+}
+
+// ---------------------------------------------------------------- trailers
+
+/// A body of these frames, its length unknown ahead.
+struct Frames(std::collections::VecDeque<hyper::body::Frame<Bytes>>);
+
+impl Frames {
+    fn new(data: &'static str, trailers: &[(&'static str, &'static str)]) -> Frames {
+        let mut map = http::HeaderMap::new();
+        for &(name, value) in trailers {
+            map.append(name, http::HeaderValue::from_static(value));
+        }
+        let data = hyper::body::Frame::data(Bytes::from_static(data.as_bytes()));
+        Frames([data, hyper::body::Frame::trailers(map)].into())
+    }
+}
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+/// The trailer fields of `map` as `name: value` lines, in order.
+fn lines(map: &http::HeaderMap) -> Vec<String> {
+    map.iter()
+        .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn h2_client_and_http11_upstream_trade_trailers_both_ways() {
+    // The upstream's trailers carry fields HTTP/2 refuses in any header
+    // block (Keep-Alive, Transfer-Encoding, what its Connection names):
+    // passed on, they would fail the client's stream.
+    let up = Scripted::start(
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: x-hop\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 42\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nGrpc-Status: 0\r\n\r\n"[..],
+    )
+    .await;
+    let w = start(&[up.endpoint()], "", "").await;
+    let addr = w.addr("web");
+    let stream = timeout(T, TcpStream::connect(addr)).await.unwrap().unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://trailers.test:{}/api/t", addr.port()))
+        .body(Frames::new(
+            "ping",
+            &[("x-request-sum", "7"), ("x-forwarded-for", "203.0.113.66")],
+        ))
+        .unwrap();
+    let response = timeout(T, sender.send_request(req))
+        .await
+        .expect("response in time")
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let collected = timeout(T, response.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("the stream ends cleanly");
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("trailers reached the client");
+    assert_eq!(lines(&trailers), ["x-checksum: 42", "grpc-status: 0"]);
+    assert_eq!(collected.to_bytes(), "hello");
+    let requests = up.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(
+        requests[0].ends_with("\r\n\r\n4\r\nping\r\n0\r\nx-request-sum: 7\r\n\r\n"),
+        "the request's trailers in its last chunk: {:?}",
+        requests[0]
+    );
+}
+
+/// An h2c upstream answering `echo:` and the request's data in one frame,
+/// then the request's trailers and `grpc-status: 0`; with a
+/// `content-length` when the path ends in `/length`.
+async fn h2c_trailer_echo() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        let length = req.uri().path().ends_with("/length");
+                        let collected = req.into_body().collect().await?;
+                        let mut trailers = collected.trailers().cloned().unwrap_or_default();
+                        trailers.append("grpc-status", http::HeaderValue::from_static("0"));
+                        let mut data = b"echo:".to_vec();
+                        data.extend_from_slice(&collected.to_bytes());
+                        let len = data.len();
+                        let body = Frames(
+                            [
+                                hyper::body::Frame::data(Bytes::from(data)),
+                                hyper::body::Frame::trailers(trailers),
+                            ]
+                            .into(),
+                        );
+                        let mut response = http::Response::new(body);
+                        if length {
+                            response
+                                .headers_mut()
+                                .insert("content-length", http::HeaderValue::from(len));
+                        }
+                        Ok::<_, hyper::Error>(response)
+                    });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (endpoint, task)
+}
+
+#[tokio::test]
+async fn http11_client_and_h2c_upstream_trade_trailers_both_ways() {
+    let (endpoint, upstream) = h2c_trailer_echo().await;
+    let w = start(&[endpoint], "", "protocol = \"h2c\"").await;
+    let addr = w.addr("web");
+    let post = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 42\r\nHost: evil.test\r\nTE: gzip\r\n\r\n"
+        )
+    };
+    // Chunked to the client: the upstream's trailers (its echo of the
+    // request's, less what may not go on) after the last chunk.
+    let (answer, closed) = support::raw(addr, post("/api/echo").as_bytes(), T).await;
+    assert!(closed, "{answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(
+        answer.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{answer:?}"
+    );
+    assert!(
+        answer
+            .ends_with("\r\n\r\nA\r\necho:hello\r\n0\r\nx-checksum: 42\r\ngrpc-status: 0\r\n\r\n"),
+        "{answer:?}"
+    );
+    // With a Content-Length, the body has no place for them.
+    let (answer, closed) = support::raw(addr, post("/api/length").as_bytes(), T).await;
+    assert!(closed, "{answer:?}");
+    assert!(answer.contains("\r\ncontent-length: 10\r\n"), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\necho:hello"), "{answer:?}");
+    upstream.abort();
 }
 
 // ---------------------------------------------------------------- compression

@@ -4,6 +4,10 @@
 //! response head is awaited; the response body is read from the socket as
 //! the client takes it, and the connection goes back to the pool when it
 //! has been read to the end.
+//!
+//! Trailer fields pass both ways on a chunked body: a request body's
+//! trailers frame is written in its last chunk, and a chunked response's
+//! trailer section becomes the response body's last frame.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -19,15 +23,16 @@ use tokio::time::{Instant, Sleep};
 
 use super::forward;
 use crate::http::body::Body;
-use crate::http::h1::body::{Decoded, Decoder};
-use crate::http::h1::encode::{BodyFraming, Out, number};
+use crate::http::h1::body::{Decoded, Decoder, strip_trailers};
+use crate::http::h1::encode::{BodyFraming, LAST_CHUNK, Out, last_chunk, number};
 use crate::http::h1::head::{Framing, content_length, tokens};
 use crate::http::raw::{RawFields, Span};
 
 #[cfg(test)]
 mod tests;
 
-/// Largest response head accepted from an upstream.
+/// Largest response head accepted from an upstream, and largest trailer
+/// section.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 const FEW_HEADERS: usize = 24;
@@ -60,6 +65,9 @@ pub struct Connection {
     /// the next: moving a registered timer later is a store, where a new
     /// one per request was an insert into the timer wheel and a removal.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Fields the response head's `Connection` names (hop-by-hop): kept
+    /// out of its trailers. Empty, unallocated, almost always.
+    named: Vec<HeaderName>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +92,7 @@ impl Connection {
             buf: BytesMut::new(),
             out: Out::default(),
             timer: None,
+            named: Vec::new(),
         })
     }
 
@@ -154,14 +163,26 @@ impl Connection {
                     match Pin::new(&mut body).poll_frame(cx) {
                         Poll::Ready(Some(Ok(frame))) => {
                             progress = true;
-                            if let Ok(mut data) = frame.into_data() {
-                                if let BodyFraming::Length(length) = framing {
-                                    let room = length.saturating_sub(sent);
-                                    data.truncate(room.min(data.len() as u64) as usize);
+                            match frame.into_data() {
+                                Ok(mut data) => {
+                                    if let BodyFraming::Length(length) = framing {
+                                        let room = length.saturating_sub(sent);
+                                        data.truncate(room.min(data.len() as u64) as usize);
+                                    }
+                                    sent += data.len() as u64;
+                                    if !data.is_empty() {
+                                        out.data(data, framing);
+                                    }
                                 }
-                                sent += data.len() as u64;
-                                if !data.is_empty() {
-                                    out.data(data, framing);
+                                // Trailers end a chunked body, in its last
+                                // chunk; a length leaves no place for them.
+                                Err(frame) => {
+                                    if framing == BodyFraming::Chunked
+                                        && let Ok(trailers) = frame.into_trailers()
+                                    {
+                                        last_chunk(&mut out.buf, &trailers);
+                                        sending = false;
+                                    }
                                 }
                             }
                         }
@@ -169,7 +190,7 @@ impl Connection {
                             progress = true;
                             sending = false;
                             match framing {
-                                BodyFraming::Chunked => out.buf.extend_from_slice(b"0\r\n\r\n"),
+                                BodyFraming::Chunked => out.buf.extend_from_slice(LAST_CHUNK),
                                 BodyFraming::Length(length) if sent < length => {
                                     write_error = Some(std::io::Error::other(
                                         "request body shorter than its Content-Length",
@@ -191,7 +212,7 @@ impl Connection {
                 // only when more of it came.
                 if unparsed {
                     unparsed = false;
-                    match parse_head(&mut self.buf, head_request) {
+                    match parse_head(&mut self.buf, head_request, &mut self.named) {
                         Ok(Some(head)) => return Poll::Ready(Ok(head)),
                         Ok(None) => {}
                         Err(e) => return Poll::Ready(Err(e)),
@@ -247,7 +268,7 @@ impl Connection {
             out.clear();
             self.out = out;
         }
-        let decoder = response_framing.map(Decoder::new);
+        let decoder = response_framing.map(|framing| Decoder::new(framing, MAX_HEAD));
         let length = match response_framing {
             Some(Framing::Length(n)) => Some(n),
             Some(Framing::Empty) => Some(0),
@@ -337,8 +358,14 @@ fn needs_length(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
-/// Parses a response head off `buf`, skipping interim (1xx but 101) ones.
-fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ExchangeError> {
+/// Parses a response head off `buf`, skipping interim (1xx but 101) ones;
+/// `named` gets the field names its `Connection` lists.
+fn parse_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+    named: &mut Vec<HeaderName>,
+) -> Result<Option<Head>, ExchangeError> {
+    named.clear();
     loop {
         // Most answers have a few fields: a small array to zero first, a
         // large one on the heap for the rare response with many.
@@ -433,6 +460,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
                             keep_alive_asked = true;
                         } else {
                             names_others = true;
+                            if let Ok(name) = HeaderName::from_bytes(token) {
+                                named.push(name);
+                            }
                         }
                     }
                     // Hop-by-hop: kept only when it names fields that must
@@ -589,6 +619,15 @@ impl ResponseBody {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Ok(Decoded::End) => return Poll::Ready(None),
+                Ok(Decoded::Trailers(mut trailers)) => {
+                    if !conn.named.is_empty() {
+                        strip_trailers(&mut trailers, &conn.named);
+                    }
+                    if trailers.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::trailers(*trailers))));
+                }
                 Ok(Decoded::More) => {}
                 Err(e) => {
                     self.conn = None;

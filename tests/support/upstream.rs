@@ -14,6 +14,9 @@
 //!
 //! - `silent()`: reads one request and never answers; says when the
 //!   request came and when the connection was closed.
+//! - `Scripted::start(response)`: hand-written HTTP/1.1 that reads each
+//!   request whole (a chunked body to the end of its trailer section),
+//!   keeps its bytes as they came, and answers `response` to each.
 //!
 //! `stats` counts accepted connections, requests, request body bytes and the
 //! paths seen.
@@ -677,4 +680,129 @@ pub fn dead_endpoint() -> String {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     addr.to_string()
+}
+
+/// A hand-written HTTP/1.1 upstream: every request is read whole (its
+/// body framed by Content-Length or chunked, trailer section included)
+/// and kept as its raw bytes, and answered with the same raw `response`
+/// on a kept-alive connection. Stops when dropped.
+pub struct Scripted {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    connections: Arc<AtomicUsize>,
+    _stop: watch::Sender<()>,
+}
+
+impl Scripted {
+    pub async fn start(response: impl Into<Bytes>) -> Scripted {
+        let response: Bytes = response.into();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let requests: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (stop, mut stopped) = watch::channel(());
+        {
+            let requests = requests.clone();
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut stream = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, _)) => stream,
+                            Err(_) => continue,
+                        },
+                        _ = stopped.changed() => return,
+                    };
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let requests = requests.clone();
+                    let response = response.clone();
+                    let mut stopped = stopped.clone();
+                    tokio::spawn(async move {
+                        let mut buf = Vec::new();
+                        loop {
+                            while let Some(len) = whole_request(&buf) {
+                                requests.lock().unwrap().push(buf.drain(..len).collect());
+                                if stream.write_all(&response).await.is_err() {
+                                    return;
+                                }
+                            }
+                            let mut chunk = [0u8; 8192];
+                            tokio::select! {
+                                read = stream.read(&mut chunk) => match read {
+                                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                                    _ => return,
+                                },
+                                _ = stopped.changed() => return,
+                            }
+                        }
+                    });
+                }
+            });
+        }
+        Scripted {
+            addr,
+            requests,
+            connections,
+            _stop: stop,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Every request read so far, as it came.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .collect()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// The length of the request at the start of `buf` when it is all there:
+/// head, and body as Content-Length or the chunked coding frames it.
+fn whole_request(buf: &[u8]) -> Option<usize> {
+    let find = |from: usize, what: &[u8]| {
+        buf.get(from..)?
+            .windows(what.len())
+            .position(|w| w == what)
+            .map(|i| from + i)
+    };
+    let head = find(0, b"\r\n\r\n")? + 4;
+    let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+    let field = |name: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    if field("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
+        let mut at = head;
+        loop {
+            let line_end = find(at, b"\r\n")?;
+            let line = String::from_utf8_lossy(&buf[at..line_end]).into_owned();
+            let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+            at = line_end + 2;
+            if size == 0 {
+                // The trailer section, to its empty line.
+                if buf.get(at..at + 2)? == b"\r\n" {
+                    return Some(at + 2);
+                }
+                return Some(find(at, b"\r\n\r\n")? + 4);
+            }
+            at += size + 2;
+            if buf.len() < at {
+                return None;
+            }
+        }
+    }
+    let length: usize = field("content-length").map_or(0, |v| v.parse().unwrap_or(0));
+    (buf.len() >= head + length).then_some(head + length)
 }

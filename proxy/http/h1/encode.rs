@@ -373,6 +373,24 @@ impl Out {
     }
 }
 
+/// The end of a chunked body without trailer fields.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The end of a chunked body with `trailers` (RFC 9112 7.1.2): the last
+/// chunk, the fields `allowed_in_trailers` lets through, the empty line.
+pub fn last_chunk(out: &mut Vec<u8>, trailers: &HeaderMap) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers {
+        if super::body::allowed_in_trailers(name) {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// `{len:X}\r\n` without the formatting machinery.
 fn chunk_size(out: &mut Vec<u8>, len: usize) {
     number(out, len as u64, 16);
@@ -589,6 +607,33 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nServer: up\r\nDate: y\r\ncache-control: no-store\r\nx-request-id: id\r\ncontent-length: 2\r\n\r\n",
             "their own Date kept, no second one; the length from the framing"
         );
+    }
+
+    #[test]
+    fn trailers_end_a_chunked_body_without_the_fields_they_may_not_carry() {
+        let mut trailers = HeaderMap::new();
+        for (name, value) in [
+            ("grpc-status", "0"),
+            ("content-length", "5"),
+            ("x-checksum", "a"),
+            ("x-checksum", "b"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "close"),
+        ] {
+            trailers.append(
+                header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let mut out = Vec::new();
+        last_chunk(&mut out, &trailers);
+        assert_eq!(
+            out,
+            b"0\r\ngrpc-status: 0\r\nx-checksum: a\r\nx-checksum: b\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        last_chunk(&mut out, &HeaderMap::new());
+        assert_eq!(out, LAST_CHUNK);
     }
 
     #[test]

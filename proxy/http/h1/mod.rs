@@ -274,7 +274,7 @@ impl<I: Transport> Conn<I> {
             upgrade,
         } = head;
         if framing == Framing::Chunked
-            && let Err(e) = Decoder::new(framing).check(&self.buf)
+            && let Err(e) = Decoder::new(framing, limits.max_header_bytes).check(&self.buf)
         {
             tracing::debug!(error = %e, "request body refused");
             self.refuse(Reject::BadRequest, app).await;
@@ -289,6 +289,12 @@ impl<I: Transport> Conn<I> {
             Framing::Empty => (IncomingBody::empty(), None),
             framing => {
                 let (body, sender) = IncomingBody::channel(framing);
+                if framing == Framing::Chunked {
+                    let named = body::connection_named(&parts.headers);
+                    if !named.is_empty() {
+                        sender.not_in_trailers(named);
+                    }
+                }
                 (body, Some(sender))
             }
         };
@@ -308,7 +314,7 @@ impl<I: Transport> Conn<I> {
         let handler = Box::pin(super::service::handle(&mut parts, body, info.clone(), app));
         let mut exchange = Exchange {
             phase: Phase::Handler(handler),
-            decoder: Decoder::new(framing),
+            decoder: Decoder::new(framing, limits.max_header_bytes),
             sender,
             body_end: (framing == Framing::Empty).then_some(BodyEnd::Complete),
             continue_due: expect_continue,
@@ -374,7 +380,7 @@ impl<I: Transport> Conn<I> {
                         return false;
                     }
                 }
-                Ok(Decoded::End) => return true,
+                Ok(Decoded::End | Decoded::Trailers(_)) => return true,
                 Ok(Decoded::More) => match poll_fn(|cx| self.poll_fill(cx, BODY_READ)).await {
                     Ok(0) | Err(_) => return false,
                     Ok(_) => {}
@@ -424,6 +430,10 @@ impl<I: Transport> Conn<I> {
                 }
                 Ok(Decoded::End) => {
                     sender.end();
+                    return Poll::Ready(BodyEnd::Complete);
+                }
+                Ok(Decoded::Trailers(trailers)) => {
+                    sender.trailers(trailers);
                     return Poll::Ready(BodyEnd::Complete);
                 }
                 Ok(Decoded::More) => {
@@ -591,12 +601,11 @@ impl Exchange<'_> {
                         return Poll::Ready(false);
                     }
                     match Pin::new(&mut *body).poll_frame(cx) {
-                        Poll::Ready(Some(Ok(frame))) => {
-                            // Trailers have no place in an HTTP/1.1 answer
-                            // here; they are dropped.
-                            if let Ok(mut data) = frame.into_data()
-                                && !data.is_empty()
-                            {
+                        Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                            Ok(mut data) => {
+                                if data.is_empty() {
+                                    continue;
+                                }
                                 // Never more than the Content-Length sent:
                                 // the rest would read as the next response.
                                 if let BodyFraming::Length(length) = *framing {
@@ -615,11 +624,22 @@ impl Exchange<'_> {
                                     self.phase = Phase::Flush;
                                 }
                             }
-                        }
+                            // Trailers go in the last chunk of a chunked
+                            // answer, and end it; a length or a close
+                            // delimits a body with no place for them.
+                            Err(frame) => {
+                                if *framing == BodyFraming::Chunked
+                                    && let Ok(trailers) = frame.into_trailers()
+                                {
+                                    encode::last_chunk(&mut conn.out.buf, &trailers);
+                                    self.phase = Phase::Flush;
+                                }
+                            }
+                        },
                         Poll::Ready(None) => {
                             match *framing {
                                 BodyFraming::Chunked => {
-                                    conn.out.buf.extend_from_slice(b"0\r\n\r\n");
+                                    conn.out.buf.extend_from_slice(encode::LAST_CHUNK);
                                 }
                                 // Short of its length: only a close tells
                                 // the client the body is incomplete.

@@ -13,11 +13,12 @@ mod hostile;
 mod request;
 mod response;
 mod socket;
+mod trailers;
 mod upstream;
 
 fn head(raw: &str, head_request: bool) -> Result<Option<Head>, ExchangeError> {
     let mut buf = BytesMut::from(raw.as_bytes());
-    parse_head(&mut buf, head_request)
+    parse_head(&mut buf, head_request, &mut Vec::new())
 }
 
 /// All the head's own fields, raw or not, in a map.
@@ -161,7 +162,9 @@ fn bad_and_interim_heads() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"[..],
     );
-    let created = parse_head(&mut buf, false).unwrap().unwrap();
+    let created = parse_head(&mut buf, false, &mut Vec::new())
+        .unwrap()
+        .unwrap();
     assert_eq!(created.response.status(), StatusCode::CREATED);
     assert_eq!(&buf[..], b"ok");
     assert!(

@@ -18,7 +18,7 @@ enum Outcome {
 
 fn whole(bytes: &[u8], head_request: bool) -> Outcome {
     let mut buf = BytesMut::from(bytes);
-    match parse_head(&mut buf, head_request) {
+    match parse_head(&mut buf, head_request, &mut Vec::new()) {
         Err(e) => Outcome::Refused(e.to_string()),
         Ok(None) => Outcome::Incomplete,
         Ok(Some(head)) => Outcome::Parsed(Seen::of(head), buf.to_vec()),
@@ -36,7 +36,7 @@ fn in_pieces(bytes: &[u8], cuts: &[usize], head_request: bool) -> Outcome {
     for end in ends {
         buf.extend_from_slice(&bytes[from..end]);
         from = end;
-        match parse_head(&mut buf, head_request) {
+        match parse_head(&mut buf, head_request, &mut Vec::new()) {
             Err(e) => return Outcome::Refused(e.to_string()),
             Ok(None) => {}
             Ok(Some(head)) => {

@@ -14,7 +14,7 @@ use super::*;
 enum Framed {
     Length,
     /// Chunks of these sizes in turn, some with an extension, hex digits
-    /// in either case, trailer fields after the last.
+    /// in either case, a trailer field after the last.
     Chunked {
         sizes: Vec<usize>,
         extensions: bool,
@@ -134,12 +134,12 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
         let _ = buf.split_to(len);
         break framing;
     };
-    let mut decoder = Decoder::new(framing);
+    let mut decoder = Decoder::new(framing, 64 * 1024);
     let mut body = Vec::new();
     loop {
         match decoder.decode(&mut buf).unwrap() {
             Decoded::Data(data) => body.extend_from_slice(&data),
-            Decoded::End => return body,
+            Decoded::End | Decoded::Trailers(_) => return body,
             Decoded::More => assert!(
                 stream.read_buf(&mut buf).await.unwrap() > 0,
                 "closed in the request body"
@@ -155,6 +155,8 @@ struct Through {
     sent: Vec<u8>,
     /// The response body weir read, or the error that ended it.
     got: Result<Vec<u8>, String>,
+    /// The trailers frame that ended it.
+    trailers: Option<HeaderMap>,
     /// The body said it was at its end when it ended.
     ended: bool,
     /// The connection went back for reuse, nothing left in its buffer.
@@ -219,24 +221,30 @@ async fn over_loopback(
             .await
             .map_err(|e| e.to_string())?;
         let mut got = Vec::new();
+        let mut trailers = None;
         while let Some(frame) = poll_fn(|cx| body.poll_frame(cx)).await {
             let frame = frame.map_err(|e| e.to_string())?;
-            got.extend_from_slice(&frame.into_data().unwrap_or_default());
+            match frame.into_data() {
+                Ok(data) => got.extend_from_slice(&data),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
         }
         let ended = body.is_end_stream();
         Ok((
             got,
+            trailers,
             ended,
             body.finished().is_some_and(|conn| conn.buf.is_empty()),
         ))
     };
-    let (got, ended, reusable) = match read.await {
-        Ok((got, ended, reusable)) => (Ok(got), ended, reusable),
-        Err(e) => (Err(e), false, false),
+    let (got, trailers, ended, reusable) = match read.await {
+        Ok((got, trailers, ended, reusable)) => (Ok(got), trailers, ended, reusable),
+        Err(e) => (Err(e), None, false, false),
     };
     Through {
         sent: upstream.await.unwrap(),
         got,
+        trailers,
         ended,
         reusable,
     }
@@ -294,6 +302,10 @@ proptest! {
             }
             Ending::CutShort(_) => prop_assert!(through.got.is_ok()),
             _ => {
+                let trailed = matches!(framed, Framed::Chunked { trailers: true, .. });
+                let mut checksum = HeaderMap::new();
+                checksum.insert("x-checksum", HeaderValue::from_static("1"));
+                prop_assert_eq!(through.trailers, trailed.then_some(checksum));
                 prop_assert_eq!(through.got, Ok(want));
                 // One read to the close cannot know its end ahead.
                 prop_assert_eq!(through.ended, !until_close);
