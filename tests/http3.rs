@@ -296,6 +296,32 @@ async fn h3_post_bodies_stream_to_upstreams() {
     );
 }
 
+/// An HTTP/1.1 upstream's chunked trailers reach an HTTP/3 client as
+/// HTTP/3 trailers, without the hop-by-hop fields HTTP/3 has no place for.
+#[tokio::test]
+async fn h3_gets_an_http11_upstream_s_trailers() {
+    let up = support::upstream::Scripted::start(
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 42\r\nKeep-Alive: timeout=5\r\nGrpc-Status: 0\r\n\r\n"[..],
+    )
+    .await;
+    let extra = format!(
+        "[[routes]]\npath = \"/t/\"\nbackends = [{{ service = \"t\" }}]\n\n\
+         [services.t]\nendpoints = [\"{}\"]\n",
+        up.endpoint()
+    );
+    let (pki, _api, _grpc, w) = setup(&extra).await;
+    let client = connect(w.addr("tls"), &pki.ca).await;
+    let reply = client.get("/t/x").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "hello");
+    let trailers = reply.trailers.expect("trailers over h3");
+    let field = |name: &str| trailers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(field("x-checksum"), Some("42"), "{trailers:?}");
+    assert_eq!(field("grpc-status"), Some("0"), "{trailers:?}");
+    assert_eq!(field("keep-alive"), None, "{trailers:?}");
+    assert_eq!(up.requests().len(), 1);
+}
+
 #[tokio::test]
 async fn h3_body_over_the_limit_is_refused() {
     let (pki, api, _grpc, w) = setup("[limits]\nmax_body_bytes = \"1KiB\"\n").await;
