@@ -1,18 +1,20 @@
-//! Graceful shutdown: one signal that every accept loop and connection
-//! watches, and a count of the tasks still running so `wait` can tell when
-//! the last in-flight request has finished.
+//! Graceful shutdown: one flag that every accept loop and connection
+//! watches (each through a [`Watch`], woken when the drain starts), and a
+//! count of the tasks still running so `wait` can tell when the last
+//! in-flight request has finished. Dropping the control starts the drain
+//! too: with no one left to wait for them, loops and connections close.
 
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 /// A cloneable handle; each clone counts as one task still running.
 #[derive(Debug)]
 pub struct Drain {
-    signal: watch::Receiver<bool>,
     shared: Arc<Shared>,
     live: Arc<Notify>,
     _token: Arc<()>,
@@ -65,12 +67,16 @@ impl Watch {
             Poll::Pending
         }
     }
+
+    /// Resolves once the drain has started.
+    pub async fn drained(&self) {
+        poll_fn(|cx| self.poll_drained(cx)).await
+    }
 }
 
 impl Clone for Drain {
     fn clone(&self) -> Self {
         Drain {
-            signal: self.signal.clone(),
             shared: self.shared.clone(),
             live: self.live.clone(),
             _token: self._token.clone(),
@@ -87,26 +93,22 @@ impl Drop for Drain {
 /// The controlling side: starts the drain and waits for it.
 #[derive(Debug)]
 pub struct DrainControl {
-    signal: watch::Sender<bool>,
     shared: Arc<Shared>,
     live: Arc<Notify>,
     token: Arc<()>,
 }
 
 pub fn channel() -> (DrainControl, Drain) {
-    let (tx, rx) = watch::channel(false);
     let live = Arc::new(Notify::new());
     let token = Arc::new(());
     let shared = Arc::new(Shared::default());
     let drain = Drain {
-        signal: rx,
         shared: shared.clone(),
         live: live.clone(),
         _token: token.clone(),
     };
     (
         DrainControl {
-            signal: tx,
             shared,
             live,
             token,
@@ -116,13 +118,8 @@ pub fn channel() -> (DrainControl, Drain) {
 }
 
 impl Drain {
-    /// A receiver whose `changed()` resolves when the drain starts.
-    pub fn signal(&self) -> watch::Receiver<bool> {
-        self.signal.clone()
-    }
-
     pub fn is_draining(&self) -> bool {
-        *self.signal.borrow()
+        self.shared.draining.load(Ordering::Acquire)
     }
 
     /// One connection's view of the drain, cheap to poll at every wait.
@@ -141,10 +138,16 @@ impl Drain {
         }
     }
 }
+impl Drop for DrainControl {
+    /// Nobody can wait for the drain any more: everything closes.
+    fn drop(&mut self) {
+        self.start();
+    }
+}
+
 impl DrainControl {
     pub fn start(&self) {
         self.shared.draining.store(true, Ordering::Release);
-        let _ = self.signal.send(true);
         let wakers: Vec<Waker> = lock(&self.shared.slots)
             .iter()
             .filter_map(|slot| lock(&*slot.upgrade()?).take())
@@ -211,6 +214,23 @@ mod tests {
         assert!(watch.poll_drained(&mut cx).is_ready());
         // A watch made after the start is drained at once.
         assert!(drain.watch().poll_drained(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn dropping_the_control_starts_the_drain() {
+        let (control, drain) = channel();
+        let watch = drain.watch();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(watch.poll_drained(&mut cx).is_pending());
+        drop(control);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "the waiting watch was woken"
+        );
+        assert!(drain.is_draining() && watch.poll_drained(&mut cx).is_ready());
     }
 
     #[test]

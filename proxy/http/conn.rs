@@ -354,7 +354,7 @@ async fn drive<C, E>(
     E: std::fmt::Display,
 {
     tokio::pin!(conn);
-    let mut stop = drain.signal();
+    let stop = drain.watch();
     let mut closing = drain.is_draining();
     if closing {
         shut(conn.as_mut());
@@ -370,7 +370,7 @@ async fn drive<C, E>(
                 }
                 break;
             }
-            _ = stop.changed(), if !closing => {
+            _ = stop.drained(), if !closing => {
                 closing = true;
                 shut(conn.as_mut());
             }

@@ -108,7 +108,7 @@ pub async fn accept_loop(
     drain: Drain,
     mut removed: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut stop = drain.signal();
+    let stop = drain.watch();
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         let permit = tokio::select! {
@@ -116,7 +116,7 @@ pub async fn accept_loop(
                 Ok(permit) => permit,
                 Err(_) => return,
             },
-            _ = stop.changed() => return,
+            _ = stop.drained() => return,
             _ = removed.changed() => return,
         };
         let (stream, peer) = tokio::select! {
@@ -129,7 +129,7 @@ pub async fn accept_loop(
                     continue;
                 }
             },
-            _ = stop.changed() => return,
+            _ = stop.drained() => return,
             _ = removed.changed() => return,
         };
         let _ = stream.set_nodelay(true);

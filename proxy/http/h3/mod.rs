@@ -43,7 +43,7 @@ pub async fn accept_loop(
     permits: Arc<Semaphore>,
     drain: Drain,
 ) {
-    let mut stop = drain.signal();
+    let stop = drain.watch();
     let mut drain = Some(drain);
     loop {
         let incoming = tokio::select! {
@@ -51,7 +51,7 @@ pub async fn accept_loop(
                 Some(incoming) => incoming,
                 None => return,
             },
-            _ = stop.changed(), if drain.is_some() => {
+            _ = stop.drained(), if drain.is_some() => {
                 // This loop must not hold the drain up while it refuses.
                 drain = None;
                 continue;
@@ -132,7 +132,7 @@ async fn serve_requests(
     drain: Drain,
 ) {
     let mut requests = JoinSet::new();
-    let mut stop = drain.signal();
+    let stop = drain.watch();
     let mut closing = false;
     let mut signalled = false;
     loop {
@@ -159,8 +159,8 @@ async fn serve_requests(
                     break;
                 }
             },
-            // An error means the control is gone: close as on a drain.
-            _ = stop.changed(), if !closing => signalled = true,
+            // Also when the control is gone: nothing waits for the drain.
+            _ = stop.drained(), if !closing => signalled = true,
             Some(_) = requests.join_next(), if !requests.is_empty() => {}
         }
     }
