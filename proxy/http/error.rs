@@ -120,7 +120,9 @@ impl Reject {
         if let Some(seconds) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, seconds);
         }
-        if self == Reject::BodyTooLarge {
+        // A body not read, or what a client that asked for a tunnel sends
+        // next (its TLS handshake, say): neither is a next request.
+        if matches!(self, Reject::BodyTooLarge | Reject::MethodNotImplemented) {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response

@@ -484,6 +484,8 @@ fn respond(
     let mut response = response;
     if coding != Coding::Identity {
         weaken_etag(response.headers_mut());
+        // The encoder passes data only: trailers it drops are not announced.
+        response.headers_mut().remove(header::TRAILER);
         compression::mark(response.headers_mut(), coding, true);
         response = response.map(|b| compression::compress_stream(b, coding));
     }
