@@ -65,6 +65,13 @@ impl App {
         self.snapshot.load_full()
     }
 
+    /// `max_body_bytes` of the config now in force: read as each request
+    /// with a body starts, so a reload binds open connections' next
+    /// requests too (their head limits stay those they opened with).
+    pub fn max_body_bytes(&self) -> u64 {
+        self.snapshot.load().limits.max_body_bytes
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

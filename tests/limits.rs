@@ -404,3 +404,76 @@ async fn h2_body_within_the_limit_without_length_passes() {
         assert_eq!(up.stats.body_bytes() - before, 1024, "{listener}");
     }
 }
+
+/// A reload that lowers `max_body_bytes` holds the next request on a
+/// connection opened before it, for a body without a length as for one
+/// with: HTTP/1.1 chunked and HTTP/2 alike.
+#[tokio::test]
+async fn a_reloaded_body_limit_binds_connections_already_open() {
+    let up = support::upstream::Upstream::echo().start().await;
+    let proxy = |limit: &str| {
+        config(&format!(
+            "[limits]\nmax_body_bytes = \"{limit}\"\n\n[[routes]]\npath = \"/api/\"\nbackends = [{{ service = \"api\" }}]\n\n[services.api]\nendpoints = [\"{}\"]\n",
+            up.endpoint()
+        ))
+    };
+    let w = weir().start(&proxy("1MiB")).await;
+    let chunked = |bytes: usize| {
+        format!(
+            "POST /api/up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{bytes:X}\r\n{}\r\n0\r\n\r\n",
+            "x".repeat(bytes)
+        )
+    };
+    let mut h1 = TcpStream::connect(w.addr("web")).await.expect("connect");
+    h1.write_all(chunked(4096).as_bytes()).await.expect("write");
+    let first = status_of_next_response(&mut h1).await;
+    assert_eq!(first, 200, "4 KiB under the first limit");
+    let mut h2 = h2_sender(w.addr("web"), None).await;
+    assert_eq!(h2_post_in_pieces(&mut h2, "http", 4, 1024).await.0, 200);
+
+    w.write_config(&proxy("1KiB"));
+    let reloaded = support::send(w.admin, support::request("POST", "/reload", &[])).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+
+    h1.write_all(chunked(4096).as_bytes()).await.expect("write");
+    assert_eq!(
+        status_of_next_response(&mut h1).await,
+        413,
+        "HTTP/1.1, same connection"
+    );
+    let (status, reason) = h2_post_in_pieces(&mut h2, "http", 4, 1024).await;
+    assert_eq!(status, 413, "HTTP/2, same connection");
+    assert_eq!(reason.as_deref(), Some("body-too-large"));
+}
+
+/// Reads one response with a Content-Length off `stream` and returns its
+/// status, leaving the stream at the next response.
+async fn status_of_next_response(stream: &mut TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + support::STEP;
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().expect("a length"))
+                .expect("a Content-Length");
+            if got.len() >= end + 4 + length {
+                return head[9..12].parse().expect("a status");
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before a whole response: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}

@@ -286,13 +286,12 @@ where
         info: info.clone(),
     });
     let service_info = info.clone();
-    let max_body = limits.max_body_bytes;
     let service = service_fn(move |req| {
         let app = app.clone();
         let info = service_info.clone();
         // Boxed per request: hyper keeps one slot for the service future
         // per connection, which an idle connection then need not hold.
-        Box::pin(async move { Ok::<_, Infallible>(answer_h2(req, info, &app, max_body).await) })
+        Box::pin(async move { Ok::<_, Infallible>(answer_h2(req, info, &app).await) })
     });
     let max_header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -306,21 +305,21 @@ where
 /// answered instead.
 type H2Response = http::Response<Either<Observed, Body>>;
 
-/// Answers one HTTP/2 request, its body held to `max_body` bytes as they
-/// arrive (a `Content-Length` over it is refused by `service`). A body
+/// Answers one HTTP/2 request, its body held to `max_body_bytes` (of the
+/// config in force as it starts) as they arrive (a `Content-Length` over it is refused by `service`). A body
 /// that goes over before the answer gets 413, as on HTTP/1.1: the handler
 /// is dropped, and the upstream request with it, the upstream having had
-/// at most `max_body` bytes. hyper then ends the stream with
+/// at most `max_body_bytes`. hyper then ends the stream with
 /// `RST_STREAM(NO_ERROR)`, which tells the client to stop sending (RFC
 /// 9113 8.1). A body that goes over after the answer fails: the upstream
 /// request is cut and the client's response ends in a reset.
-async fn answer_h2(
-    req: http::Request<Incoming>,
-    info: Arc<ConnInfo>,
-    app: &App,
-    max_body: u64,
-) -> H2Response {
+async fn answer_h2(req: http::Request<Incoming>, info: Arc<ConnInfo>, app: &App) -> H2Response {
     let (mut parts, body) = req.into_parts();
+    let max_body = if http_body::Body::is_end_stream(&body) {
+        0
+    } else {
+        app.max_body_bytes()
+    };
     let (body, watch) = Limited::new(body, max_body);
     let Some(watch) = watch else {
         let (response, _) = super::service::handle(&mut parts, body, info, app).await;

@@ -318,7 +318,10 @@ impl<I: Transport> Conn<I> {
             sender,
             body_end: (framing == Framing::Empty).then_some(BodyEnd::Complete),
             continue_due: expect_continue,
-            body_limit: limits.max_body_bytes,
+            body_limit: match framing {
+                Framing::Empty => limits.max_body_bytes,
+                _ => app.max_body_bytes(),
+            },
             received: 0,
             asked,
             keep_alive: false,

@@ -188,7 +188,7 @@ async fn serve_request(resolver: Resolver, info: Arc<ConnInfo>, app: Arc<App>, l
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let body = body::RequestBody::new(recv, limits.max_body_bytes, content_length);
+    let body = body::RequestBody::new(recv, app.max_body_bytes(), content_length);
     let (mut parts, ()) = req.into_parts();
     let (response, _) = super::service::handle(&mut parts, body, info.clone(), &app).await;
     if let Err(e) = respond(&mut send, response).await {
