@@ -197,12 +197,17 @@ mod tests {
         }
     }
 
+    /// A waker that counts its wakes.
+    fn counting_waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
     #[test]
     fn a_waiting_watch_is_woken_by_the_start() {
         let (control, drain) = channel();
         let watch = drain.watch();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(watch.poll_drained(&mut cx).is_pending());
         // Polled again with the same waker: still one registration.
@@ -220,8 +225,7 @@ mod tests {
     fn dropping_the_control_starts_the_drain() {
         let (control, drain) = channel();
         let watch = drain.watch();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(watch.poll_drained(&mut cx).is_pending());
         drop(control);

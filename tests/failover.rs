@@ -365,17 +365,10 @@ endpoints = ["{}"]
 /// open: 503 `no-healthy-backend` with a `Retry-After` of the seconds left
 /// of the 30 s ejection, and the endpoint is not reached again.
 async fn circuit_opens_on(endpoint: &str, failures: impl Fn() -> usize) {
-    let config = support::config(&format!(
-        r#"
-[[routes]]
-path = "/"
-backends = [{{ service = "api" }}]
-
-[services.api]
-endpoints = ["{endpoint}"]
-outlier = {{ consecutive_failures = 2, max_ejected = 1.0, eject_for = "30s" }}
-"#
-    ));
+    let config = support::one_service(
+        endpoint,
+        r#"outlier = { consecutive_failures = 2, max_ejected = 1.0, eject_for = "30s" }"#,
+    );
     let w = weir().start(&config).await;
     let web = w.addr("web");
     for i in 0..2 {

@@ -219,25 +219,11 @@ async fn endpoint_healthy(admin: SocketAddr) -> bool {
         .unwrap_or_else(|| panic!("no endpoint health in {status}"))
 }
 
-fn one_service(addr: SocketAddr, check: &str) -> String {
-    support::config(&format!(
-        r#"
-[[routes]]
-path = "/"
-backends = [{{ service = "api" }}]
-
-[services.api]
-endpoints = ["{addr}"]
-{check}
-"#
-    ))
-}
-
 #[tokio::test]
 async fn a_check_slower_than_its_timeout_fails() {
     let api = up("api").await;
     let check = r#"health = { path = "/health", interval = "100ms", timeout = "200ms", healthy = 1, unhealthy = 2 }"#;
-    let w = weir().start(&one_service(api.addr, check)).await;
+    let w = weir().start(&support::one_service(api.addr, check)).await;
     let web = w.addr("web");
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -280,7 +266,7 @@ async fn recovery_takes_healthy_checks_in_a_row() {
     // Once healthy, three failures are needed to go down again: a wrong
     // "healthy" after one pass would show for three intervals.
     let check = r#"health = { path = "/health", interval = "150ms", timeout = "500ms", healthy = 2, unhealthy = 3 }"#;
-    let w = weir().start(&one_service(api.addr, check)).await;
+    let w = weir().start(&support::one_service(api.addr, check)).await;
     api.healthy.store(false, Ordering::SeqCst);
     assert!(
         eventually(Duration::from_secs(5), || async {

@@ -52,18 +52,12 @@ async fn tls_upstream(cert_pem: &str, key_pem: &str) -> std::net::SocketAddr {
 }
 
 fn config(addr: std::net::SocketAddr, protocol: &str) -> String {
-    support::config(&format!(
-        r#"
-[[routes]]
-path = "/"
-backends = [{{ service = "api" }}]
-
-[services.api]
-endpoints = ["{addr}"]
-protocol = "{protocol}"
-tls = {{ ca = "ca.pem", server_name = "api.internal" }}
-"#
-    ))
+    support::one_service(
+        addr,
+        &format!(
+            "protocol = \"{protocol}\"\ntls = {{ ca = \"ca.pem\", server_name = \"api.internal\" }}"
+        ),
+    )
 }
 
 #[tokio::test]

@@ -325,3 +325,12 @@ pub fn config(extra: &str) -> String {
         "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\n\n[access_log]\nformat = \"off\"\n\n{extra}"
     )
 }
+
+/// A config whose one route sends every path to the service `api` at
+/// `endpoint`, with `extra` lines in the service's table.
+pub fn one_service(endpoint: impl std::fmt::Display, extra: &str) -> String {
+    config(&format!(
+        "[[routes]]\npath = \"/\"\nbackends = [{{ service = \"api\" }}]\n\n\
+         [services.api]\nendpoints = [\"{endpoint}\"]\n{extra}\n"
+    ))
+}

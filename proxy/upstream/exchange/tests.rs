@@ -16,6 +16,52 @@ mod socket;
 mod trailers;
 mod upstream;
 
+/// Where a request head in `raw` ends and how its body is framed, once
+/// the head is whole (the upstream's side of a test exchange).
+fn request_framing(raw: &[u8]) -> Option<(usize, Framing)> {
+    let mut fields = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut fields);
+    let httparse::Status::Complete(len) = request.parse(raw).expect("a request head") else {
+        return None;
+    };
+    let field = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| f.value)
+    };
+    let framing = match (field("transfer-encoding"), field("content-length")) {
+        (Some(_), _) => Framing::Chunked,
+        (None, Some(n)) => Framing::Length(content_length(n).expect("a length")),
+        (None, None) => Framing::Empty,
+    };
+    Some((len, framing))
+}
+
+/// A request body of these frames, its length known ahead or not.
+struct Frames {
+    frames: std::collections::VecDeque<Frame<Bytes>>,
+    length: Option<u64>,
+}
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(self.frames.pop_front().map(Ok))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.length
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
+
 fn head(raw: &str, head_request: bool) -> Result<Option<Head>, ExchangeError> {
     let mut buf = BytesMut::from(raw.as_bytes());
     parse_head(&mut buf, head_request, &mut Vec::new())

@@ -30,23 +30,12 @@ impl Sent {
         match self {
             Sent::Nothing => crate::http::body::empty(),
             Sent::Known(bytes) => crate::http::body::full(bytes.clone()),
-            Sent::Streamed(bytes) => Streamed(Some(Bytes::from(bytes.clone()))).boxed(),
+            Sent::Streamed(bytes) => Frames {
+                frames: [Frame::data(Bytes::from(bytes.clone()))].into(),
+                length: None,
+            }
+            .boxed(),
         }
-    }
-}
-
-/// A body that does not say its length ahead.
-struct Streamed(Option<Bytes>);
-
-impl http_body::Body for Streamed {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        Poll::Ready(self.0.take().map(|data| Ok(Frame::data(data))))
     }
 }
 

@@ -114,25 +114,10 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
             stream.read_buf(&mut buf).await.unwrap() > 0,
             "closed in the request head"
         );
-        let mut fields = [httparse::EMPTY_HEADER; 32];
-        let mut request = httparse::Request::new(&mut fields);
-        let httparse::Status::Complete(len) = request.parse(&buf).unwrap() else {
-            continue;
-        };
-        let field = |name: &str| {
-            request
-                .headers
-                .iter()
-                .find(|f| f.name.eq_ignore_ascii_case(name))
-                .map(|f| f.value)
-        };
-        let framing = match (field("transfer-encoding"), field("content-length")) {
-            (Some(_), _) => Framing::Chunked,
-            (None, Some(n)) => Framing::Length(content_length(n).unwrap()),
-            (None, None) => Framing::Empty,
-        };
-        let _ = buf.split_to(len);
-        break framing;
+        if let Some((len, framing)) = request_framing(&buf) {
+            let _ = buf.split_to(len);
+            break framing;
+        }
     };
     let mut decoder = Decoder::new(framing, 64 * 1024);
     let mut body = Vec::new();

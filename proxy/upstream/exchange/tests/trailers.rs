@@ -10,29 +10,6 @@ use tokio::net::TcpListener;
 
 use super::*;
 
-/// A request body of these frames, its length known ahead or not.
-struct Frames {
-    frames: std::collections::VecDeque<Frame<Bytes>>,
-    length: Option<u64>,
-}
-
-impl http_body::Body for Frames {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        Poll::Ready(self.frames.pop_front().map(Ok))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.length
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
-    }
-}
-
 fn map(fields: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for &(name, value) in fields {
@@ -77,22 +54,8 @@ async fn upstream(
             let n = stream.read(&mut chunk).await.unwrap();
             assert!(n > 0, "closed before the request ended: {raw:?}");
             raw.extend_from_slice(&chunk[..n]);
-            let mut fields = [httparse::EMPTY_HEADER; 32];
-            let mut request = httparse::Request::new(&mut fields);
-            let httparse::Status::Complete(len) = request.parse(&raw).unwrap() else {
+            let Some((len, framing)) = request_framing(&raw) else {
                 continue;
-            };
-            let field = |name: &str| {
-                request
-                    .headers
-                    .iter()
-                    .find(|f| f.name.eq_ignore_ascii_case(name))
-                    .map(|f| f.value)
-            };
-            let framing = match (field("transfer-encoding"), field("content-length")) {
-                (Some(_), _) => Framing::Chunked,
-                (None, Some(n)) => Framing::Length(content_length(n).unwrap()),
-                (None, None) => Framing::Empty,
             };
             let mut decoder = Decoder::new(framing, 64 * 1024);
             let mut body = BytesMut::from(&raw[len..]);
@@ -115,14 +78,9 @@ async fn upstream(
     (addr, rx)
 }
 
-/// Sends a POST of `request_body` to an upstream answering `response`:
-/// the request's bytes, the response body's data and trailers (or its
-/// error), and whether the connection came back for reuse.
-async fn exchange(
-    request_body: Body,
-    response: &[u8],
-) -> (Vec<u8>, Result<(Vec<u8>, Option<HeaderMap>), String>, bool) {
-    let (addr, upstream) = upstream(response.to_vec()).await;
+/// Sends a POST of `request_body` on a new connection to `addr`: the
+/// response head and body.
+async fn post(addr: std::net::SocketAddr, request_body: Body) -> (Response<()>, ResponseBody) {
     let headers = map(&[("host", "up")]);
     let outgoing = Outgoing {
         method: &Method::POST,
@@ -132,10 +90,22 @@ async fn exchange(
     };
     let conn = Connection::new(tokio::net::TcpStream::connect(addr).await.unwrap());
     let deadline = Instant::now() + std::time::Duration::from_secs(5);
-    let (_, _, mut body) = conn
+    let (response, _, body) = conn
         .send(outgoing, request_body, deadline)
         .await
         .expect("a response head");
+    (response, body)
+}
+
+/// Sends a POST of `request_body` to an upstream answering `response`:
+/// the request's bytes, the response body's data and trailers (or its
+/// error), and whether the connection came back for reuse.
+async fn exchange(
+    request_body: Body,
+    response: &[u8],
+) -> (Vec<u8>, Result<(Vec<u8>, Option<HeaderMap>), String>, bool) {
+    let (addr, upstream) = upstream(response.to_vec()).await;
+    let (_, mut body) = post(addr, request_body).await;
     let mut data = Vec::new();
     let mut trailers = None;
     let got = loop {
@@ -167,19 +137,7 @@ async fn a_request_bodys_trailers_go_in_its_last_chunk() {
         ("x-checksum", "43"),
     ]);
     let (addr, upstream) = upstream(ANSWER.to_vec()).await;
-    let headers = map(&[("host", "up")]);
-    let outgoing = Outgoing {
-        method: &Method::POST,
-        target: "/t",
-        headers: &headers,
-        added: &[],
-    };
-    let conn = Connection::new(tokio::net::TcpStream::connect(addr).await.unwrap());
-    let deadline = Instant::now() + std::time::Duration::from_secs(5);
-    let (response, _, _) = conn
-        .send(outgoing, body("hello", trailers, None), deadline)
-        .await
-        .expect("a response head");
+    let (response, _) = post(addr, body("hello", trailers, None)).await;
     assert_eq!(response.status(), StatusCode::OK);
     let sent = upstream.await.unwrap();
     let sent = String::from_utf8(sent).unwrap();
